@@ -1,0 +1,15 @@
+export type { AllowRule, RouteParams } from './allowlist.js';
+export { NamespaceReadOnlyError, OptionsError } from './errors.js';
+export { type GitlabAllowlistOptions, gitlabAllowlist } from './gitlab-allowlist.js';
+export { gitlabRoutes } from './gitlab-routes.js';
+export {
+  type NamespaceReadOnlyMiddleware,
+  type NextFunction,
+  namespaceReadOnly,
+} from './middleware.js';
+export type { Logger, NamespaceReadOnlyOptions, ResolveId } from './options.js';
+export { type IdKind, type NamespaceRoutes, patternRoutes, type Target } from './routes.js';
+export { INSTANCE, type NamespaceState, type StateInput } from './state.js';
+export type { StateStore } from './store.js';
+export { MemoryStateStore } from './stores/memory.js';
+export { RedisStateStore, type RedisStateStoreOptions } from './stores/redis.js';

@@ -1,0 +1,259 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import parseurl from 'parseurl';
+import { type Block, sendBlocked, toError } from './answer.js';
+import { hasWriteOverrideHeader, hasWriteOverrideQuery, isReadMethod } from './method.js';
+import { namespaceKey, rootNamespace } from './namespace-name.js';
+import { type NamespaceReadOnlyOptions, resolveOptions } from './options.js';
+import { routerPathname, stripPrefix } from './request-path.js';
+import type { Target } from './routes.js';
+import { type Closure, type MaybePromise, StateReader } from './state-reader.js';
+import type { StateStore } from './store.js';
+
+/**
+ * The request pipeline, top to bottom:
+ *   1. classify the method (reads pass, unless they start a write);
+ *   2. resolve the root namespace from the path the router will match;
+ *   3. read the namespace's and the instance's state (memoised, synchronous when cached);
+ *   4. let allowlisted routes through;
+ *   5. answer a blocked write with 503 before anything reads its body.
+ * The allowlist is consulted only when a write would be blocked, so an ordinary write costs a
+ * parse and a state lookup and nothing more.
+ */
+
+export type NextFunction = (error?: unknown) => void;
+
+export interface NamespaceReadOnlyMiddleware {
+  (req: IncomingMessage, res: ServerResponse, next: NextFunction): void;
+  /** True when writes to `namespace` (or, with `'*'`, to the instance) are refused right now. */
+  isReadOnly(namespace: string, req?: IncomingMessage): Promise<boolean>;
+  /** Throws `NamespaceReadOnlyError` when writes to `namespace` are refused. */
+  assertWritable(namespace: string, req?: IncomingMessage): Promise<void>;
+  /** The store this guard reads. */
+  readonly store: StateStore;
+  /** Releases what the store holds open (subscriptions, timers); the caller's clients stay open. */
+  close(): Promise<void>;
+}
+
+const UNPARSABLE: Target = Object.freeze({ type: 'invalid', reason: 'unparsable-target' });
+
+export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): NamespaceReadOnlyMiddleware {
+  const config = resolveOptions(options);
+  const { routes, logger } = config;
+  const reader = new StateReader(config.store);
+
+  function namespaceReadOnlyMiddleware(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: NextFunction,
+  ): void {
+    try {
+      const method = req.method ?? '';
+      if (isReadMethod(method) && !readStartsWrite(req)) return next();
+
+      const raw = routerPathname(req);
+      const pathname = raw === null ? null : stripPrefix(req, raw, config.relativeUrlRoot);
+      const target = pathname === null ? UNPARSABLE : routes.resolve(pathname);
+      const request: Pending = { req, res, next, method, pathname };
+
+      switch (target.type) {
+        case 'none':
+          return settle(reader.closure(null, req), request);
+        case 'namespace':
+          return settle(reader.closure(target.namespace, req), request);
+        case 'invalid':
+          return refuse(request, {
+            reason: 'invalid-namespace',
+            namespace: null,
+            detail: target.reason,
+          });
+        case 'id':
+          return resolveNumericId(target.kind, target.id, request);
+      }
+    } catch (error) {
+      // A bug, or a user callback that threw: fail closed rather than let the write through.
+      logger.error({ err: error }, 'namespace-read-only: guard failed; write refused');
+      refuse(
+        { req, res, next, method: req.method ?? '', pathname: null },
+        {
+          reason: 'internal-error',
+          namespace: null,
+        },
+      );
+    }
+  }
+
+  /** A GET that opens a push, or a read carrying a method override that names a write. */
+  function readStartsWrite(req: IncomingMessage): boolean {
+    if (hasWriteOverrideHeader(req.headers)) return true;
+    const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '';
+    if (url.indexOf('?') === -1) return false;
+    const parsed = parseurl.original(req);
+    const search = typeof parsed?.query === 'string' ? parsed.query : null;
+    if (search === null) return false;
+    if (hasWriteOverrideQuery(search)) return true;
+    if (routes.startsWrite === undefined || typeof parsed?.pathname !== 'string') return false;
+    return routes.startsWrite(stripPrefix(req, parsed.pathname, config.relativeUrlRoot), search);
+  }
+
+  function resolveNumericId(
+    kind: 'project' | 'group' | 'namespace',
+    id: string,
+    request: Pending,
+  ): void {
+    const { resolveId } = config;
+    if (resolveId === undefined) {
+      return refuse(request, {
+        reason: 'unresolvable-id',
+        namespace: null,
+        detail: 'no resolveId option',
+      });
+    }
+    let resolved: MaybePromise<string | null | undefined>;
+    try {
+      resolved = resolveId(kind, id);
+    } catch (error) {
+      return storeFailed(request, null, error);
+    }
+    if (!(resolved instanceof Promise)) return withFullPath(resolved, request);
+    resolved.then(
+      (fullPath) => withFullPath(fullPath, request),
+      (error: unknown) => storeFailed(request, null, error),
+    );
+  }
+
+  function withFullPath(fullPath: string | null | undefined, request: Pending): void {
+    try {
+      if (fullPath === null || fullPath === undefined) {
+        // No such project or group: the application will answer 404, but the instance state
+        // still applies to the write.
+        return settle(reader.closure(null, request.req), request);
+      }
+      const root = typeof fullPath === 'string' ? rootNamespace(fullPath) : null;
+      if (root === null || !root.ok) {
+        return refuse(request, {
+          reason: 'invalid-namespace',
+          namespace: null,
+          detail: 'resolveId result',
+        });
+      }
+      settle(reader.closure(root.value, request.req), request);
+    } catch (error) {
+      storeFailed(request, null, error);
+    }
+  }
+
+  function settle(closure: MaybePromise<Closure | null>, request: Pending): void {
+    if (!(closure instanceof Promise)) return decide(closure, request);
+    closure.then(
+      (value) => decide(value, request),
+      (error: unknown) => storeFailed(request, null, error),
+    );
+  }
+
+  function decide(closure: Closure | null, request: Pending): void {
+    if (closure === null) return request.next();
+    const { namespace, state } = closure;
+    const reason =
+      state.unrecognized !== undefined
+        ? 'unrecognized-state'
+        : namespace === '*'
+          ? 'instance-maintenance'
+          : 'maintenance';
+    refuse(request, { reason, namespace, state });
+  }
+
+  function storeFailed(request: Pending, namespace: string | null, error: unknown): void {
+    if (config.failOpen) {
+      logger.error(
+        { err: error, method: request.method, path: shortPath(request.pathname) },
+        'namespace-read-only: state unreadable; write allowed (onStoreError: open)',
+      );
+      return request.next();
+    }
+    refuse(request, { reason: 'store-error', namespace, detail: String(error) });
+  }
+
+  /** Blocks the write unless its route is allowlisted. */
+  function refuse(request: Pending, block: Block): void {
+    const { req, res, method, pathname } = request;
+    const rule = pathname === null ? null : allowedBy(req, method, pathname);
+    const path = shortPath(pathname);
+    if (rule !== null) {
+      logger.debug(
+        { method, path, rule: `${String(rule.method)} ${rule.path}`, namespace: block.namespace },
+        'namespace-read-only: allowlisted write',
+      );
+      return request.next();
+    }
+    logger.warn(
+      {
+        namespace: block.namespace,
+        method,
+        path,
+        reason: block.reason,
+        ...(block.detail !== undefined && { detail: block.detail }),
+        ...(block.state?.unrecognized !== undefined && { value: block.state.unrecognized }),
+        ...(block.state?.reason !== undefined && { stateReason: block.state.reason }),
+      },
+      'namespace-read-only: write blocked',
+    );
+    sendBlocked(req, res, pathname, block, config);
+  }
+
+  function allowedBy(req: IncomingMessage, method: string, pathname: string) {
+    try {
+      return config.allowedBy(req, method, pathname);
+    } catch (error) {
+      logger.error(
+        { err: error },
+        'namespace-read-only: allowlist condition threw; treated as not allowed',
+      );
+      return null;
+    }
+  }
+
+  async function closureFor(namespace: string, req?: IncomingMessage): Promise<Closure | null> {
+    const key = namespaceKey(namespace);
+    return reader.closure(key === '*' ? null : key, req);
+  }
+
+  const guard = namespaceReadOnlyMiddleware as NamespaceReadOnlyMiddleware;
+  Object.defineProperties(guard, {
+    store: { value: config.store, enumerable: true },
+    isReadOnly: {
+      value: async (namespace: string, req?: IncomingMessage) =>
+        (await closureFor(namespace, req)) !== null,
+    },
+    assertWritable: {
+      value: async (namespace: string, req?: IncomingMessage) => {
+        const closure = await closureFor(namespace, req);
+        if (closure === null) return;
+        throw toError(
+          {
+            reason: closure.namespace === '*' ? 'instance-maintenance' : 'maintenance',
+            namespace: closure.namespace,
+            state: closure.state,
+          },
+          config,
+        );
+      },
+    },
+    close: { value: async () => config.store.close?.() },
+  });
+  return guard;
+}
+
+interface Pending {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly next: NextFunction;
+  readonly method: string;
+  readonly pathname: string | null;
+}
+
+const MAX_LOGGED_PATH = 512;
+
+function shortPath(pathname: string | null): string | null {
+  if (pathname === null || pathname.length <= MAX_LOGGED_PATH) return pathname;
+  return `${pathname.slice(0, MAX_LOGGED_PATH)}…`;
+}

@@ -1,0 +1,235 @@
+import pino from 'pino';
+import { type AllowlistMatch, type AllowRule, compileAllowlist } from './allowlist.js';
+import { OptionsError } from './errors.js';
+import { gitlabAllowlist } from './gitlab-allowlist.js';
+import { gitlabRoutes } from './gitlab-routes.js';
+import type { IdKind, NamespaceRoutes } from './routes.js';
+import { patternRoutes } from './routes.js';
+import type { StateStore } from './store.js';
+import { MemoryStateStore } from './stores/memory.js';
+
+/** Any pino-compatible logger: `(object, message)` methods. */
+export interface Logger {
+  warn(object: object, message?: string): void;
+  info(object: object, message?: string): void;
+  debug(object: object, message?: string): void;
+  error(object: object, message?: string): void;
+}
+
+/** Maps a numeric REST API id to a full path (`'acme/team/proj'`), or `null` when none exists. */
+export type ResolveId = (
+  kind: IdKind,
+  id: string,
+) => string | null | undefined | Promise<string | null | undefined>;
+
+export interface NamespaceReadOnlyOptions {
+  /** Where states live. Default: a new `MemoryStateStore`. */
+  store?: StateStore;
+  /**
+   * How a request path names a namespace: `gitlabRoutes()` (default), a `NamespaceRoutes`
+   * object, or path-to-regexp v8 patterns with a `namespace` parameter.
+   */
+  routes?: NamespaceRoutes | readonly string[];
+  /** Writes that pass even in maintenance. Default: `gitlabAllowlist()`. `[]` allows none. */
+  allowlist?: readonly AllowRule[];
+  /** The prefix the app is served under (e.g. `/gitlab`), matched like an Express mount. Default `''`. */
+  relativeUrlRoot?: string;
+  /**
+   * Maps numeric API ids to full paths. Without it a write addressed by numeric id cannot be
+   * attributed to a namespace and is blocked; pass `() => null` to let such writes through.
+   */
+  resolveId?: ResolveId;
+  /** Seconds for `Retry-After` when the state has no `until` and no TTL. Default `900`. */
+  retryAfter?: number;
+  /** When the state cannot be read: `'closed'` (default) blocks the write, `'open'` lets it pass. */
+  onStoreError?: 'closed' | 'open';
+  /** Default message for namespaces in maintenance that carry none. */
+  message?: string;
+  /** A pino-compatible logger. Default: silent. */
+  logger?: Logger;
+}
+
+/** Everything derived from the options, computed once when the guard is created. */
+export interface Config {
+  readonly store: StateStore;
+  readonly routes: NamespaceRoutes;
+  readonly allowedBy: AllowlistMatch;
+  readonly relativeUrlRoot: string;
+  readonly resolveId: ResolveId | undefined;
+  readonly retryAfter: number;
+  readonly failOpen: boolean;
+  readonly message: string | undefined;
+  readonly logger: Logger;
+}
+
+/** Every option name, checked by the compiler against the options type. */
+const OPTION_NAMES: Record<keyof NamespaceReadOnlyOptions, true> = {
+  store: true,
+  routes: true,
+  allowlist: true,
+  relativeUrlRoot: true,
+  resolveId: true,
+  retryAfter: true,
+  onStoreError: true,
+  message: true,
+  logger: true,
+};
+
+export function resolveOptions(options: unknown): Config {
+  if (options === undefined || options === null) options = {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new OptionsError('options', 'an object', options);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!(key in OPTION_NAMES)) {
+      const hint = suggest(key);
+      throw new OptionsError(
+        key,
+        `one of the known options${hint ? ` (did you mean \`${hint}\`?)` : ''}`,
+        o[key],
+      );
+    }
+  }
+  return {
+    store: storeOption(o.store),
+    routes: routesOption(o.routes),
+    allowedBy: compileAllowlist(o.allowlist ?? gitlabAllowlist()),
+    relativeUrlRoot: rootOption(o.relativeUrlRoot),
+    resolveId: optionalFunction<ResolveId>(
+      o.resolveId,
+      'resolveId',
+      'a function (kind, id) => fullPath | null',
+    ),
+    retryAfter: retryAfterOption(o.retryAfter),
+    failOpen: storeErrorOption(o.onStoreError),
+    message: messageOption(o.message),
+    logger: loggerOption(o.logger),
+  };
+}
+
+function storeOption(value: unknown): StateStore {
+  if (value === undefined) return new MemoryStateStore();
+  const store = value as Partial<StateStore> | null;
+  if (
+    typeof store !== 'object' ||
+    store === null ||
+    typeof store.get !== 'function' ||
+    typeof store.set !== 'function' ||
+    typeof store.delete !== 'function'
+  ) {
+    throw new OptionsError('store', 'a state store with get, set and delete methods', value);
+  }
+  return store as StateStore;
+}
+
+function routesOption(value: unknown): NamespaceRoutes {
+  if (value === undefined) return gitlabRoutes();
+  if (Array.isArray(value)) {
+    if (value.length === 0) throw new OptionsError('routes', 'at least one pattern', value);
+    return patternRoutes(value);
+  }
+  const routes = value as Partial<NamespaceRoutes> | null;
+  if (typeof routes !== 'object' || routes === null || typeof routes.resolve !== 'function') {
+    throw new OptionsError(
+      'routes',
+      'gitlabRoutes(), an object with resolve(), or an array of patterns',
+      value,
+    );
+  }
+  return routes as NamespaceRoutes;
+}
+
+function rootOption(value: unknown): string {
+  if (value === undefined || value === '' || value === '/') return '';
+  if (
+    typeof value !== 'string' ||
+    !value.startsWith('/') ||
+    value.endsWith('/') ||
+    /[?#\s]|\/\//.test(value)
+  ) {
+    throw new OptionsError(
+      'relativeUrlRoot',
+      'a path like "/gitlab" (leading slash, no trailing slash, no query)',
+      value,
+    );
+  }
+  return value;
+}
+
+function retryAfterOption(value: unknown): number {
+  if (value === undefined) return 900;
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < 1 ||
+    value > 365 * 24 * 3600
+  ) {
+    throw new OptionsError('retryAfter', 'a whole number of seconds between 1 and 31536000', value);
+  }
+  return value;
+}
+
+function storeErrorOption(value: unknown): boolean {
+  if (value === undefined || value === 'closed') return false;
+  if (value === 'open') return true;
+  throw new OptionsError('onStoreError', "'closed' or 'open'", value);
+}
+
+function messageOption(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0)
+    throw new OptionsError('message', 'a non-empty string', value);
+  return value;
+}
+
+function loggerOption(value: unknown): Logger {
+  if (value === undefined) return pino({ level: 'silent' });
+  const logger = value as Partial<Logger> | null;
+  const methods = ['warn', 'info', 'debug', 'error'] as const;
+  if (
+    typeof logger !== 'object' ||
+    logger === null ||
+    !methods.every((m) => typeof logger[m] === 'function')
+  ) {
+    throw new OptionsError('logger', 'a pino-compatible logger (warn, info, debug, error)', value);
+  }
+  return logger as Logger;
+}
+
+function optionalFunction<T>(value: unknown, option: string, expected: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw new OptionsError(option, expected, value);
+  return value as T;
+}
+
+/** The known option closest to a misspelt one (case-insensitive, or at most two edits away). */
+function suggest(key: string): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const name of Object.keys(OPTION_NAMES)) {
+    const d = name.toLowerCase() === key.toLowerCase() ? 0 : distance(name, key);
+    if (d < bestDistance) {
+      best = name;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min(
+        (previous[j] ?? 0) + 1,
+        (current[j - 1] ?? 0) + 1,
+        (previous[j - 1] ?? 0) + cost,
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}

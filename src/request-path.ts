@@ -1,0 +1,56 @@
+import type { IncomingMessage } from 'node:http';
+import parseurl from 'parseurl';
+
+/**
+ * The path the application's router matches, still percent-encoded.
+ *
+ * Express's router matches `parseurl(req).pathname`: a hand-rolled fast path for ordinary
+ * targets and Node's legacy `url.parse` for absolute-form targets and targets containing `#`
+ * (which, among other things, turns `\` into `/`). Using `parseurl` itself, on
+ * `req.originalUrl`, is the only way to see exactly what the router will see; `new URL()` and
+ * `path.normalize` resolve dot segments and decode characters the router leaves alone.
+ */
+
+/** Express adds these to Node's request; direct callers (benchmarks, other frameworks) may not. */
+interface ExpressLikeRequest extends IncomingMessage {
+  originalUrl?: string;
+  baseUrl?: string;
+}
+
+/** `null` when the target has no pathname the router could route (it answers 404 then). */
+export function routerPathname(req: IncomingMessage): string | null {
+  try {
+    const parsed = parseurl.original(req);
+    const pathname = parsed?.pathname;
+    return typeof pathname === 'string' ? pathname : null;
+  } catch {
+    // The router treats a target it cannot parse as having no path at all.
+    return null;
+  }
+}
+
+/**
+ * Removes the part of `pathname` the application does not see: the Express mount path the
+ * guard sits under (`req.baseUrl`, a raw prefix of the same pathname) and the configured
+ * `relativeUrlRoot`, whichever is longer, so a guard inside a mounted sub-app and a guard in
+ * front of it agree.
+ */
+export function stripPrefix(req: IncomingMessage, pathname: string, root: string): string {
+  const baseUrl = (req as ExpressLikeRequest).baseUrl;
+  const mounted =
+    typeof baseUrl === 'string' && baseUrl.length > 0 && startsWithSegment(pathname, baseUrl)
+      ? baseUrl.length
+      : 0;
+  const rooted = root.length > 0 && startsWithSegment(pathname, root) ? root.length : 0;
+  const cut = Math.max(mounted, rooted);
+  if (cut === 0) return pathname;
+  return cut === pathname.length ? '/' : pathname.slice(cut);
+}
+
+/** Case-insensitive, segment-bounded prefix test, as Express mount matching does. */
+function startsWithSegment(pathname: string, prefix: string): boolean {
+  if (pathname.length < prefix.length) return false;
+  if (pathname.length > prefix.length && pathname.charCodeAt(prefix.length) !== 0x2f) return false;
+  const head = pathname.slice(0, prefix.length);
+  return head === prefix || head.toLowerCase() === prefix.toLowerCase();
+}

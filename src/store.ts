@@ -1,0 +1,21 @@
+import type { NamespaceState, StateInput } from './state.js';
+
+/**
+ * Where namespace states live. Keys are root namespaces, lower-cased (`acme`), or `*` for the
+ * whole instance; methods accept any spelling (`'Acme/Team'`) and normalise it.
+ */
+export interface StateStore {
+  /** The state, or `null` when none is set (writable). */
+  get(namespace: string): Promise<NamespaceState | null>;
+  set(namespace: string, state: StateInput): Promise<void>;
+  /** Back to writable. */
+  delete(namespace: string): Promise<void>;
+  /**
+   * The state when the store can answer from memory right now, `undefined` when it must ask
+   * `get()`. Lets the middleware answer synchronously on the hot path. Called only with
+   * normalised keys (`acme`, `*`).
+   */
+  peek?(namespace: string): NamespaceState | null | undefined;
+  /** Releases timers and connections the store opened itself. */
+  close?(): Promise<void>;
+}
