@@ -94,7 +94,8 @@ export function resolveOptions(options: unknown): Config {
   return {
     store: storeOption(o.store),
     routes: routesOption(o.routes),
-    allowedBy: compileAllowlist(o.allowlist ?? gitlabAllowlist()),
+    // `undefined` only: `null` is a mistake to report, not a request for GitLab's allowlist.
+    allowedBy: compileAllowlist(o.allowlist === undefined ? gitlabAllowlist() : o.allowlist),
     relativeUrlRoot: rootOption(o.relativeUrlRoot),
     resolveId: optionalFunction<ResolveId>(
       o.resolveId,

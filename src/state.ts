@@ -110,6 +110,12 @@ function text(value: unknown): string | undefined {
 }
 
 function date(value: unknown): Date | undefined {
-  const d = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : undefined;
+  // A copy: the caller's Date stays theirs, so changing it later cannot move a stored `until`.
+  const d =
+    value instanceof Date
+      ? new Date(value.getTime())
+      : typeof value === 'string'
+        ? new Date(value)
+        : undefined;
   return d !== undefined && Number.isFinite(d.getTime()) ? d : undefined;
 }

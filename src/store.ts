@@ -7,7 +7,7 @@ import type { NamespaceState, StateInput } from './state.js';
 export interface StateStore {
   /** The state, or `null` when none is set (writable). */
   get(namespace: string): Promise<NamespaceState | null>;
-  set(namespace: string, state: StateInput): Promise<void>;
+  set(namespace: string, state: StateInput, options?: SetOptions): Promise<void>;
   /** Back to writable. */
   delete(namespace: string): Promise<void>;
   /**
@@ -18,4 +18,9 @@ export interface StateStore {
   peek?(namespace: string): NamespaceState | null | undefined;
   /** Releases timers and connections the store opened itself. */
   close?(): Promise<void>;
+}
+
+export interface SetOptions {
+  /** Milliseconds after which the state ends by itself (a Redis key TTL). */
+  readonly ttl?: number;
 }
