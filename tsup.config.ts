@@ -1,13 +1,25 @@
 import { defineConfig } from 'tsup';
 
-export default defineConfig({
-  entry: ['src/index.ts'],
-  format: ['esm', 'cjs'],
-  dts: true,
-  clean: true,
-  target: 'node20',
-  platform: 'node',
-  sourcemap: true,
-  splitting: false,
-  treeshake: true,
-});
+export default defineConfig([
+  {
+    entry: ['src/index.ts'],
+    format: ['esm', 'cjs'],
+    dts: true,
+    clean: true,
+    target: 'node20',
+    platform: 'node',
+    sourcemap: true,
+    splitting: false,
+    treeshake: true,
+  },
+  // The operator CLI: one ESM file with its shebang, named by package.json `bin`.
+  {
+    entry: ['src/bin.ts'],
+    format: ['esm'],
+    target: 'node20',
+    platform: 'node',
+    sourcemap: true,
+    splitting: false,
+    clean: false,
+  },
+]);
