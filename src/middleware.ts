@@ -1,10 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import parseurl from 'parseurl';
 import { type Block, sendBlocked, toError } from './answer.js';
 import { hasWriteOverrideHeader, hasWriteOverrideQuery, isReadMethod } from './method.js';
 import { namespaceKey, rootNamespace } from './namespace-name.js';
 import { type NamespaceReadOnlyOptions, resolveOptions } from './options.js';
-import { routerPathname, stripPrefix } from './request-path.js';
+import { parseTarget, routerPathname, stripPrefix } from './request-path.js';
 import type { Target } from './routes.js';
 import { type Closure, type MaybePromise, StateReader } from './state-reader.js';
 import type { StateStore } from './store.js';
@@ -35,6 +34,7 @@ export interface NamespaceReadOnlyMiddleware {
 }
 
 const UNPARSABLE: Target = Object.freeze({ type: 'invalid', reason: 'unparsable-target' });
+const internalError: Block = Object.freeze({ reason: 'internal-error', namespace: null });
 
 export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): NamespaceReadOnlyMiddleware {
   const config = resolveOptions(options);
@@ -87,7 +87,7 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     if (hasWriteOverrideHeader(req.headers)) return true;
     const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '';
     if (url.indexOf('?') === -1) return false;
-    const parsed = parseurl.original(req);
+    const parsed = parseTarget(req);
     const search = typeof parsed?.query === 'string' ? parsed.query : null;
     if (search === null) return false;
     if (hasWriteOverrideQuery(search)) return true;
@@ -115,10 +115,12 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
       return storeFailed(request, null, error);
     }
     if (!(resolved instanceof Promise)) return withFullPath(resolved, request);
-    resolved.then(
-      (fullPath) => withFullPath(fullPath, request),
-      (error: unknown) => storeFailed(request, null, error),
-    );
+    resolved
+      .then(
+        (fullPath) => withFullPath(fullPath, request),
+        (error: unknown) => storeFailed(request, null, error),
+      )
+      .catch((error: unknown) => failedLate(request, error));
   }
 
   function withFullPath(fullPath: string | null | undefined, request: Pending): void {
@@ -144,10 +146,29 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
 
   function settle(closure: MaybePromise<Closure | null>, request: Pending): void {
     if (!(closure instanceof Promise)) return decide(closure, request);
-    closure.then(
-      (value) => decide(value, request),
-      (error: unknown) => storeFailed(request, null, error),
-    );
+    closure
+      .then(
+        (value) => decide(value, request),
+        (error: unknown) => storeFailed(request, null, error),
+      )
+      .catch((error: unknown) => failedLate(request, error));
+  }
+
+  /**
+   * Deciding threw after the middleware had returned (a bug, or a logger that threw): refuse the
+   * write, and never leave a rejected promise behind (Express 4 on Node 20 crashes on one).
+   */
+  function failedLate(request: Pending, error: unknown): void {
+    try {
+      logger.error({ err: error }, 'namespace-read-only: guard failed; write refused');
+    } catch {
+      // The logger may be what failed; answering matters more than logging.
+    }
+    try {
+      sendBlocked(request.req, request.res, request.pathname, internalError, config);
+    } catch {
+      request.res.destroy();
+    }
   }
 
   function decide(closure: Closure | null, request: Pending): void {

@@ -17,11 +17,20 @@ interface ExpressLikeRequest extends IncomingMessage {
   baseUrl?: string;
 }
 
+/**
+ * `parseurl`'s parse of `req.originalUrl`. Before any mount has rewritten `req.url` the two are
+ * the same string, and then the router's own cached parse (`parseurl(req)`) is reused rather
+ * than parsing the target twice. Throws what `url.parse` throws.
+ */
+export function parseTarget(req: IncomingMessage): ReturnType<typeof parseurl> {
+  const original = (req as ExpressLikeRequest).originalUrl;
+  return original === undefined || original === req.url ? parseurl(req) : parseurl.original(req);
+}
+
 /** `null` when the target has no pathname the router could route (it answers 404 then). */
 export function routerPathname(req: IncomingMessage): string | null {
   try {
-    const parsed = parseurl.original(req);
-    const pathname = parsed?.pathname;
+    const pathname = parseTarget(req)?.pathname;
     return typeof pathname === 'string' ? pathname : null;
   } catch {
     // The router treats a target it cannot parse as having no path at all.
