@@ -37,6 +37,13 @@ export function rootNamespace(decoded: string): Decoded {
 /** Longest root namespace we accept; GitLab's own limit is 255. */
 const MAX_NAME_LENGTH = 255;
 
+/**
+ * Printable ASCII a name may still not contain: `%` would need a second decode, `;` starts a
+ * path parameter, `\` is a slash to some parsers, `?` and `#` only arrive percent-encoded, and
+ * the rest (RFC 3986's "unsafe" characters) no real name needs but markup and headers fear.
+ */
+const REFUSED = '%;\\?#"<>`{}|^';
+
 /** `null` when `name` is a valid namespace name, else why not. Linear, no RegExp. */
 export function invalidNameReason(name: string): string | null {
   if (name.length === 0) return 'empty';
@@ -46,11 +53,7 @@ export function invalidNameReason(name: string): string | null {
     const c = name.charCodeAt(i);
     // Printable ASCII only: no controls, no space, no DEL, nothing that case-folds from Unicode.
     if (c <= 0x20 || c >= 0x7f) return 'invalid-character';
-    // `%` would need a second decode; `;` starts a path parameter; `\` is a slash to some
-    // parsers; `?` and `#` can only get here percent-encoded, which no real name needs.
-    if (c === 0x25 || c === 0x3b || c === 0x5c || c === 0x3f || c === 0x23) {
-      return 'invalid-character';
-    }
+    if (REFUSED.includes(name[i] as string)) return 'invalid-character';
   }
   return null;
 }

@@ -298,16 +298,17 @@ describe.each(expressVersions)('the blocked answer ($name)', ({ express }) => {
       expect(res.text).toContain('&amp; it&#39;s &#39;quoted&#39;');
     });
 
-    it('escapes a namespace name carrying markup on the HTML page', async () => {
+    it('refuses a namespace name carrying markup, and never echoes it into the page', async () => {
       const name = '<b>"x"';
-      const { app, handled } = await inMaintenance('maintenance', {}, name);
+      const { app, handled, store } = await inMaintenance('maintenance');
+      await expect(store.set(name, 'maintenance')).rejects.toThrow(TypeError);
       const res = await request(app)
         .post(`/${encodeURIComponent(name)}/project`)
         .set('Accept', 'text/html');
       expect(res.status).toBe(503);
       expect(handled).toEqual([]);
-      expect(res.text).not.toContain('<b>"x"');
-      expect(res.text).toContain('&lt;b&gt;&quot;x&quot;');
+      expect(res.headers['x-namespace-read-only']).toBe('?');
+      expect(res.text).not.toContain('<b>');
     });
 
     it('keeps the hostile message intact (and inert) in JSON and text answers', async () => {
