@@ -10,6 +10,10 @@ export {
 export type { Logger, NamespaceReadOnlyOptions, ResolveId } from './options.js';
 export { type IdKind, type NamespaceRoutes, patternRoutes, type Target } from './routes.js';
 export { INSTANCE, type NamespaceState, type StateInput } from './state.js';
-export type { StateStore } from './store.js';
+export type { SetOptions, StateStore } from './store.js';
 export { MemoryStateStore } from './stores/memory.js';
-export { RedisStateStore, type RedisStateStoreOptions } from './stores/redis.js';
+export {
+  RedisStateStore,
+  type RedisStateStoreOptions,
+  type RedisStateStoreStatus,
+} from './stores/redis.js';

@@ -233,9 +233,35 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     }
   }
 
-  async function closureFor(namespace: string, req?: IncomingMessage): Promise<Closure | null> {
+  /**
+   * The programmatic checks' verdict, under the same rules as the middleware: the instance
+   * state applies, and an unreadable state follows `onStoreError`.
+   */
+  async function blockFor(namespace: string, req?: IncomingMessage): Promise<Block | null> {
     const key = namespaceKey(namespace);
-    return reader.closure(key === '*' ? null : key, req);
+    let closure: Closure | null;
+    try {
+      closure = await reader.closure(key === '*' ? null : key, req);
+    } catch (error) {
+      if (config.failOpen) {
+        logger.error(
+          { err: error, namespace: key },
+          'namespace-read-only: state unreadable; check passed (onStoreError: open)',
+        );
+        return null;
+      }
+      logger.warn(
+        { err: error, namespace: key },
+        'namespace-read-only: state unreadable; check refused',
+      );
+      return { reason: 'store-error', namespace: key, detail: String(error) };
+    }
+    if (closure === null) return null;
+    return {
+      reason: closure.namespace === '*' ? 'instance-maintenance' : 'maintenance',
+      namespace: closure.namespace,
+      state: closure.state,
+    };
   }
 
   const guard = namespaceReadOnlyMiddleware as NamespaceReadOnlyMiddleware;
@@ -243,20 +269,12 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     store: { value: config.store, enumerable: true },
     isReadOnly: {
       value: async (namespace: string, req?: IncomingMessage) =>
-        (await closureFor(namespace, req)) !== null,
+        (await blockFor(namespace, req)) !== null,
     },
     assertWritable: {
       value: async (namespace: string, req?: IncomingMessage) => {
-        const closure = await closureFor(namespace, req);
-        if (closure === null) return;
-        throw toError(
-          {
-            reason: closure.namespace === '*' ? 'instance-maintenance' : 'maintenance',
-            namespace: closure.namespace,
-            state: closure.state,
-          },
-          config,
-        );
+        const block = await blockFor(namespace, req);
+        if (block !== null) throw toError(block, config);
       },
     },
     close: { value: async () => config.store.close?.() },

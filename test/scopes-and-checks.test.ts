@@ -339,11 +339,16 @@ describe('programmatic checks', () => {
     await expect(guard.assertWritable('/acme')).rejects.toThrow(TypeError);
   });
 
-  it('propagates a store failure to the caller instead of answering writable', async () => {
-    const { store: failing } = failingStore('rejects');
-    const failingGuard = namespaceReadOnly({ store: failing });
-    await expect(failingGuard.isReadOnly('acme')).rejects.toThrow('connection refused');
-    await expect(failingGuard.assertWritable('acme')).rejects.toThrow('connection refused');
+  it('follows onStoreError when the state cannot be read: closed refuses, open passes', async () => {
+    const closed = namespaceReadOnly({ store: failingStore('rejects').store });
+    await expect(closed.isReadOnly('acme')).resolves.toBe(true);
+    const refusal = await closed.assertWritable('acme').catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(NamespaceReadOnlyError);
+    expect(refusal).toMatchObject({ status: 503, namespace: 'acme' });
+
+    const open = namespaceReadOnly({ store: failingStore('rejects').store, onStoreError: 'open' });
+    await expect(open.isReadOnly('acme')).resolves.toBe(false);
+    await expect(open.assertWritable('acme')).resolves.toBeUndefined();
   });
 
   it('exposes the store it reads', () => {

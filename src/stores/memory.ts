@@ -1,6 +1,6 @@
 import { namespaceKey } from '../namespace-name.js';
 import { checkStateInput, type NamespaceState, type StateInput, toState } from '../state.js';
-import type { StateStore } from '../store.js';
+import type { SetOptions, StateStore } from '../store.js';
 
 /**
  * States held in this process: the default, for a single process, tests and demos. Every
@@ -16,12 +16,25 @@ export class MemoryStateStore implements StateStore {
   /**
    * Accepts `'maintenance'`, `'active'` or `{ state, message?, until?, reason? }`. A raw string
    * that is none of these is kept and read back as maintenance (flagged `unrecognized`), the
-   * same rule the Redis store applies to what an operator types.
+   * same rule the Redis store applies to what an operator types. `ttl` (ms) ends the state by
+   * itself, like a Redis key TTL.
    */
-  async set(namespace: string, state: StateInput | string): Promise<void> {
+  async set(
+    namespace: string,
+    state: StateInput | string,
+    options: SetOptions = {},
+  ): Promise<void> {
     const key = namespaceKey(namespace);
     const value = typeof state === 'string' ? toState(state) : checkStateInput(state);
-    this.#states.set(key, Object.freeze(value));
+    const { ttl } = options;
+    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0)) {
+      throw new TypeError(
+        `namespace-read-only: \`ttl\` must be a positive whole number of milliseconds; received ${ttl}`,
+      );
+    }
+    const expiring =
+      ttl === undefined ? value : { ...value, expiresAt: new Date(Date.now() + ttl) };
+    this.#states.set(key, Object.freeze(expiring));
   }
 
   async delete(namespace: string): Promise<void> {
@@ -30,6 +43,12 @@ export class MemoryStateStore implements StateStore {
 
   /** `key` is already normalised (the middleware only asks with lower-cased root names). */
   peek(key: string): NamespaceState | null {
-    return this.#states.get(key) ?? null;
+    const state = this.#states.get(key);
+    if (state === undefined) return null;
+    if (state.expiresAt !== undefined && Date.now() >= state.expiresAt.getTime()) {
+      this.#states.delete(key);
+      return null;
+    }
+    return state;
   }
 }
