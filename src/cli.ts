@@ -105,7 +105,11 @@ function enablePlan(values: Parsed['values'], now: number) {
     throw new UsageError('use either --for or --until, not both');
   }
   let ttl: number | undefined;
-  if (values.for !== undefined) ttl = parseDuration(values.for);
+  if (values.for !== undefined) {
+    ttl = parseDuration(values.for);
+    if (!Number.isFinite(new Date(now + ttl).getTime()))
+      throw new UsageError(`--for ${values.for} is too long`);
+  }
   if (values.until !== undefined) {
     const until = new Date(values.until);
     if (!/^\d{4}-\d{2}-\d{2}/.test(values.until) || !Number.isFinite(until.getTime())) {
@@ -170,6 +174,10 @@ async function connect(url: string): Promise<RedisClient> {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 3000,
+    // A server that accepts and never answers must not hang the CLI.
+    commandTimeout: 3000,
+    // disconnect() on an already-closed socket keeps a timer of this length alive (ioredis).
+    disconnectTimeout: 100,
     retryStrategy: () => null,
   });
   let cause: Error | undefined;
@@ -258,9 +266,9 @@ export async function main(argv: string[], out = console.log): Promise<number> {
     return 0;
   } catch (error) {
     const usage = error instanceof UsageError;
-    process.stderr.write(
-      `nsro: ${(error as Error).message}${usage ? " (see 'nsro --help')" : ''}\n`,
-    );
+    // One line, whatever the message (node's parseArgs errors span several).
+    const message = (error as Error).message.replace(/\s*\n\s*/g, ' ');
+    process.stderr.write(`nsro: ${message}${usage ? " (see 'nsro --help')" : ''}\n`);
     return usage ? 2 : 1;
   } finally {
     redis?.disconnect();
