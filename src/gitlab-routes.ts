@@ -94,9 +94,14 @@ function resolveGitlabPath(pathname: string): Target {
 
 /** `/api/v3|v4/projects|groups|namespaces/:id/...` */
 function resolveApiPath(segments: SegmentReader): Target {
+  // An empty slot with more path after it is what an Express 4 router mounted with `app.use`
+  // swallows (`app.use('/api/v4', r)` serves `/api/v4//projects/x` as `/projects/x`).
   const version = segments.next()?.toLowerCase();
+  if (version === '' && !segments.atEnd()) return EMPTY_SEGMENT;
   if (version !== 'v4' && version !== 'v3') return NO_NAMESPACE;
-  const kind = API_KINDS[segments.next()?.toLowerCase() ?? ''];
+  const word = segments.next()?.toLowerCase();
+  if (word === '' && !segments.atEnd()) return EMPTY_SEGMENT;
+  const kind = API_KINDS[word ?? ''];
   if (kind === undefined) return NO_NAMESPACE;
 
   const raw = segments.next();

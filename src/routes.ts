@@ -53,19 +53,35 @@ export const ROUTER_MATCH = { decode: false, sensitive: false, trailing: true } 
  */
 export function patternRoutes(patterns: readonly string[]): NamespaceRoutes {
   const matchers = patterns.map((pattern, i) => compilePattern(pattern, `routes[${i}]`));
+  function firstMatch(pathname: string): Target {
+    for (const m of matchers) {
+      const found = m(pathname);
+      if (found === false) continue;
+      const raw = found.params.namespace;
+      // A wildcard `*namespace` yields segments; its first one is the root.
+      const first = Array.isArray(raw) ? raw[0] : raw;
+      return typeof first === 'string' ? namespaceTarget(first) : NO_NAMESPACE;
+    }
+    return NO_NAMESPACE;
+  }
   return {
     resolve(pathname) {
-      for (const m of matchers) {
-        const found = m(pathname);
-        if (found === false) continue;
-        const raw = found.params.namespace;
-        // A wildcard `*namespace` yields segments; its first one is the root.
-        const first = Array.isArray(raw) ? raw[0] : raw;
-        return typeof first === 'string' ? namespaceTarget(first) : NO_NAMESPACE;
-      }
-      return NO_NAMESPACE;
+      const target = firstMatch(pathname);
+      if (pathname.indexOf('//') === -1) return target;
+      // An Express 4 router mounted with `app.use` swallows a doubled slash after its mount
+      // path (`app.use('/t', r)` serves `/t//acme/x` as `/acme/x`): when collapsing doubled
+      // slashes changes the answer, neither answer can be trusted.
+      const collapsed = firstMatch(pathname.replace(/\/\/+/g, '/'));
+      return sameTarget(target, collapsed) ? target : EMPTY_SEGMENT;
     },
   };
+}
+
+const EMPTY_SEGMENT: Target = Object.freeze({ type: 'invalid', reason: 'empty-segment' });
+
+function sameTarget(a: Target, b: Target): boolean {
+  if (a.type !== b.type) return false;
+  return a.type !== 'namespace' || b.type !== 'namespace' || a.namespace === b.namespace;
 }
 
 function compilePattern(pattern: unknown, option: string) {
