@@ -332,7 +332,7 @@ export class RedisStateStore implements StateStore {
   async #subscribe(keyspace: boolean): Promise<void> {
     if (this.#closed) return;
     const subscriber = isCluster(this.redis)
-      ? this.redis.duplicate()
+      ? this.redis.duplicate([], { enableOfflineQueue: true, lazyConnect: false })
       : this.redis.duplicate({
           enableOfflineQueue: true,
           commandTimeout: undefined,
