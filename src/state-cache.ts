@@ -10,6 +10,8 @@ import type { NamespaceState } from './state.js';
  * last-known values kept for stale-if-error.
  */
 
+const MAX_REMEMBERED_FAILURES = 10_000;
+
 export interface StateCacheOptions {
   /** Most namespaces kept. */
   readonly max: number;
@@ -46,6 +48,8 @@ export class StateCache {
   readonly #now: () => number;
   /** Entries read before this moment are stale (set when the push channel was (re)connected or lost). */
   #validAfter = Number.NEGATIVE_INFINITY;
+  /** The latest read error per key, until a read of that key succeeds. */
+  readonly #failures = new Map<string, unknown>();
   #trusted = false;
 
   constructor(options: StateCacheOptions) {
@@ -72,11 +76,14 @@ export class StateCache {
       cause: cached === undefined ? 'miss' : 'ttl',
       previous: cached,
     };
-    let entry = await this.#lru.fetch(key, { forceRefresh: true, context });
-    // `undefined`: a change was announced while we were reading, which discarded the read.
-    // Read again so the answer reflects the change; give up only if changes keep racing us.
-    for (let retry = 0; entry === undefined && retry < 3; retry++) {
+    let entry: Entry | undefined;
+    for (let attempt = 0; entry === undefined && attempt < 4; attempt++) {
       entry = await this.#lru.fetch(key, { forceRefresh: true, context });
+      if (entry !== undefined) break;
+      // lru-cache answers `undefined` both when the read failed with no last-known value and
+      // when a change announced meanwhile discarded the read; only the latter is worth a retry.
+      const failure = this.#failures.get(key);
+      if (failure !== undefined) throw failure;
     }
     if (entry === undefined) {
       throw new Error(`namespace-read-only: state of "${key}" kept changing while it was read`);
@@ -136,7 +143,16 @@ export class StateCache {
     signal: AbortSignal,
   ): Promise<Entry> {
     const at = this.#now();
-    const state = await this.#options.load(key);
+    let state: NamespaceState | null;
+    try {
+      state = await this.#options.load(key);
+      this.#failures.delete(key);
+    } catch (error) {
+      // Remembered for get(), which cannot tell a failed read from a discarded one otherwise.
+      if (this.#failures.size >= MAX_REMEMBERED_FAILURES) this.#failures.clear();
+      this.#failures.set(key, error);
+      throw error;
+    }
     const entry: Entry = { state, at };
     if (!signal.aborted) this.#logTransition(key, context.previous ?? stale, entry, context.cause);
     return entry;
