@@ -130,7 +130,8 @@ export class StateCache {
   }
 
   #isFresh(entry: Entry, now: number): boolean {
-    if (entry.at < this.#validAfter) return false;
+    // `<=`: a read issued in the same millisecond may have been answered before the change.
+    if (entry.at <= this.#validAfter) return false;
     const expiresAt = entry.state?.expiresAt;
     if (expiresAt !== undefined && now >= expiresAt.getTime()) return false;
     return now - entry.at <= (this.#trusted ? this.#options.pushTtl : this.#options.ttl);
