@@ -1,4 +1,5 @@
 import { match } from 'path-to-regexp';
+import { queryKeyRoot } from './method.js';
 import { decodeSegment, rootNamespace } from './namespace-name.js';
 import {
   type IdKind,
@@ -131,8 +132,10 @@ function candidateAt(segments: SegmentReader): Target {
 function startsGitPush(pathname: string, search: string | null): boolean {
   if (search === null || !pathname.toLowerCase().includes('/info/refs')) return false;
   if (pushDiscovery(pathname) === false) return false;
-  for (const service of new URLSearchParams(search).getAll('service')) {
-    if (service.toLowerCase() === 'git-receive-pack') return true;
+  // `service` under any spelling a query parser reads as it (`[service]`, `service[]`...).
+  for (const [key, service] of new URLSearchParams(search)) {
+    if (queryKeyRoot(key).toLowerCase() !== 'service') continue;
+    if (service.trim().toLowerCase() === 'git-receive-pack') return true;
   }
   return false;
 }

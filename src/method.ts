@@ -24,13 +24,38 @@ export function hasWriteOverrideHeader(headers: IncomingHttpHeaders): boolean {
 
 /** True when the query carries `_method` (any case or encoding of the key) naming a write. */
 export function hasWriteOverrideQuery(search: string): boolean {
-  // Cheap pre-filter: the key is either spelled out or percent-encoded somewhere.
-  if (search.indexOf('%') === -1 && !/method/i.test(search)) return false;
+  if (!mayNameMethod(search)) return false;
   for (const [key, value] of new URLSearchParams(search)) {
-    const k = key.toLowerCase();
-    if ((k === '_method' || k.startsWith('_method[')) && namesWrite(value)) return true;
+    if (isMethodKey(key) && namesWrite(value)) return true;
   }
   return false;
+}
+
+/**
+ * The parameter a query key sets under bracket or dot notation, as `qs` reads it (Express 4's
+ * default query parser, Express 5's `extended` one): `_method[]`, `_method[0]`, `_method.x` and
+ * `[_method]` all set `_method`. A key matched by name alone misses those spellings.
+ */
+export function queryKeyRoot(key: string): string {
+  if (key.charCodeAt(0) === 0x5b /* [ */) {
+    const close = key.indexOf(']');
+    if (close !== -1) return key.slice(1, close);
+  }
+  let end = key.length;
+  const bracket = key.indexOf('[');
+  if (bracket > 0) end = bracket;
+  const dot = key.indexOf('.');
+  if (dot > 0 && dot < end) end = dot;
+  return key.slice(0, end);
+}
+
+function isMethodKey(key: string): boolean {
+  return queryKeyRoot(key).toLowerCase() === '_method';
+}
+
+/** Cheap pre-filter: the key is either spelled out or percent-encoded somewhere. */
+function mayNameMethod(search: string): boolean {
+  return search.indexOf('%') !== -1 || /method/i.test(search);
 }
 
 /** A value (or comma-joined list, as Node joins repeated headers) naming a non-read method. */

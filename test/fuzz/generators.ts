@@ -844,11 +844,20 @@ export function renderTarget(spec: RequestSpec): string {
 
 /** The whole request, as bytes. */
 export function renderRequest(spec: RequestSpec, id: string): Buffer {
-  const target = renderTarget(spec);
-  const line =
-    spec.version === '' ? `${spec.method} ${target}` : `${spec.method} ${target} ${spec.version}`;
+  return requestBytes(spec.method, renderTarget(spec), spec.headers, id, spec.version);
+}
+
+/** A request head with our framing headers (`X-Fuzz-Id` first, so later headers cannot hide it). */
+export function requestBytes(
+  method: string,
+  target: string,
+  headers: readonly (readonly [string, string])[],
+  id: string,
+  version = 'HTTP/1.1',
+): Buffer {
+  const line = version === '' ? `${method} ${target}` : `${method} ${target} ${version}`;
   const head = [line, 'Host: x', `X-Fuzz-Id: ${id}`, 'Content-Length: 0', 'Connection: close'];
-  for (const [k, v] of spec.headers) head.push(`${k}: ${v}`);
+  for (const [k, v] of headers) head.push(`${k}: ${v}`);
   return Buffer.from(`${head.join('\r\n')}\r\n\r\n`, 'utf8');
 }
 

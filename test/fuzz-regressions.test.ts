@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendRaw } from './fuzz/client.js';
+import { requestBytes } from './fuzz/generators.js';
+import {
+  type Deployment,
+  type Flavor,
+  type Handled,
+  startVictims,
+  type Victims,
+} from './fuzz/victim.js';
+import { MAINTENANCE } from './fuzz/world.js';
+
+/**
+ * One test per bypass class the differential fuzzer (test/fuzz/) found, replaying its shrunk
+ * requests byte for byte against the same GitLab-shaped victim app, on both Express majors.
+ * In this world `acme` (like every name in MAINTENANCE) is in maintenance, `open` is writable;
+ * project id 1 is `acme/web`, project id 2 is `open/web`.
+ */
+
+const FLAVORS: readonly Flavor[] = ['express 5', 'express 4'];
+let victims: Victims;
+let sequence = 0;
+
+beforeAll(async () => {
+  victims = await startVictims(FLAVORS);
+});
+afterAll(async () => {
+  await victims?.close();
+});
+
+type Headers = readonly (readonly [string, string])[];
+
+async function send(
+  flavor: Flavor,
+  method: string,
+  target: string,
+  headers: Headers = [],
+  deployment: Deployment = 'top',
+) {
+  const id = `r${++sequence}`;
+  const response = await sendRaw(
+    victims.port(flavor, deployment),
+    requestBytes(method, target, headers, id),
+    10_000,
+  );
+  return { status: response.status, handled: victims.recorder.take(id) };
+}
+
+const closed = new Set(MAINTENANCE);
+/** Write handlers that ran for a namespace in maintenance outside the allowlisted routes. */
+function breaches(handled: readonly Handled[]): Handled[] {
+  return handled.filter(
+    (h) => h.write && !h.allowlisted && h.namespaces.some((n) => closed.has(n)),
+  );
+}
+
+/** The guard refuses the request with its 503, and no write handler ran. */
+async function expectRefused(
+  flavor: Flavor,
+  method: string,
+  target: string,
+  headers: Headers = [],
+  deployment: Deployment = 'top',
+) {
+  const { status, handled } = await send(flavor, method, target, headers, deployment);
+  expect(breaches(handled), `${method} ${target}`).toEqual([]);
+  expect(status, `${method} ${target}`).toBe(503);
+}
+
+/** The request reaches a handler (the fix does not block what it should not). */
+async function expectServed(flavor: Flavor, method: string, target: string, headers: Headers = []) {
+  const { status, handled } = await send(flavor, method, target, headers);
+  expect(status, `${method} ${target}`).toBe(200);
+  expect(handled.length, `${method} ${target}`).toBe(1);
+  return handled[0] as Handled;
+}
+
+describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
+  it('query keys in bracket notation: `[_method]`, `%5B_method%5D`, `[service]` are what qs reads as `_method` and `service`', async () => {
+    // qs (Express 4's query parser, Express 5's `extended` one) strips the brackets of a leading
+    // `[key]`, so a read carrying `?[_method]=PUT` is a PUT to a method-override middleware.
+    await expectRefused(flavor, 'GET', '/acme/web?[_method]=PUT');
+    await expectRefused(flavor, 'OPTIONS', '/acme/web/-/issues?%5B_method%5D=Patch');
+    await expectRefused(flavor, 'HEAD', '/acme/web?[_method][]=DELETE');
+    await expectRefused(flavor, 'GET', '/acme/web.git/info/refs?[service]=git-receive-pack');
+    await expectRefused(flavor, 'GET', '/acme/web.git/info/refs?%5Bservice%5D=git-receive-pack');
+    // Reads that override nothing still pass.
+    expect((await expectServed(flavor, 'GET', '/acme/web?[_method]=GET')).write).toBe(false);
+    expect(
+      (await expectServed(flavor, 'GET', '/acme/web.git/info/refs?[service]=git-upload-pack'))
+        .write,
+    ).toBe(false);
+  });
+});
