@@ -32,6 +32,25 @@ export function hasWriteOverrideQuery(search: string): boolean {
 }
 
 /**
+ * Every method an override signal asks for (each override header value, each `_method` value),
+ * trimmed and upper-cased: a method-override middleware behind the guard may route the request
+ * as any of them.
+ */
+export function overrideMethods(headers: IncomingHttpHeaders, search: string | null): string[] {
+  const methods: string[] = [];
+  for (const name of OVERRIDE_HEADERS) {
+    const value = headers[name];
+    if (value !== undefined) collectMethods(value, methods);
+  }
+  if (search !== null && mayNameMethod(search)) {
+    for (const [key, value] of new URLSearchParams(search)) {
+      if (isMethodKey(key)) collectMethods(value, methods);
+    }
+  }
+  return methods;
+}
+
+/**
  * The parameter a query key sets under bracket or dot notation, as `qs` reads it (Express 4's
  * default query parser, Express 5's `extended` one): `_method[]`, `_method[0]`, `_method.x` and
  * `[_method]` all set `_method`. A key matched by name alone misses those spellings.
@@ -56,6 +75,15 @@ function isMethodKey(key: string): boolean {
 /** Cheap pre-filter: the key is either spelled out or percent-encoded somewhere. */
 function mayNameMethod(search: string): boolean {
   return search.indexOf('%') !== -1 || /method/i.test(search);
+}
+
+function collectMethods(value: string | string[], out: string[]): void {
+  for (const v of typeof value === 'string' ? [value] : value) {
+    for (const part of v.split(',')) {
+      const method = part.trim().toUpperCase();
+      if (method !== '') out.push(method);
+    }
+  }
 }
 
 /** A value (or comma-joined list, as Node joins repeated headers) naming a non-read method. */

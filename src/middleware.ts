@@ -1,6 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Block, sendBlocked, toError } from './answer.js';
-import { hasWriteOverrideHeader, hasWriteOverrideQuery, isReadMethod } from './method.js';
+import {
+  hasWriteOverrideHeader,
+  hasWriteOverrideQuery,
+  isReadMethod,
+  overrideMethods,
+} from './method.js';
 import { namespaceKey, rootNamespace } from './namespace-name.js';
 import { type NamespaceReadOnlyOptions, resolveOptions } from './options.js';
 import { parseTarget, routerPathname, stripPrefix } from './request-path.js';
@@ -221,9 +226,22 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     sendBlocked(req, res, pathname, block, config);
   }
 
+  /**
+   * The rule that lets this write through, if any. A method-override middleware behind the guard
+   * routes the request as the method the override names, so a rule must allow every method the
+   * request could become, not only the one on the request line: `POST .../-/compare` with
+   * `X-HTTP-Method-Override: PUT` is a PUT to whatever route answers PUT there.
+   */
   function allowedBy(req: IncomingMessage, method: string, pathname: string) {
     try {
-      return config.allowedBy(req, method, pathname);
+      const rule = config.allowedBy(req, method, pathname);
+      if (rule === null) return null;
+      const parsed = parseTarget(req);
+      const search = typeof parsed?.query === 'string' ? parsed.query : null;
+      for (const other of overrideMethods(req.headers, search)) {
+        if (other !== method && config.allowedBy(req, other, pathname) === null) return null;
+      }
+      return rule;
     } catch (error) {
       logger.error(
         { err: error },

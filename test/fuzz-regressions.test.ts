@@ -91,4 +91,22 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
         .write,
     ).toBe(false);
   });
+
+  it('method override on allowlisted routes: the rule must allow every method the request can be routed as', async () => {
+    // The allowlist let these through as POSTs; the override middleware behind the guard then
+    // routed them as another method, past the POST-only route, to a write route.
+    await expectRefused(flavor, 'POST', '/acme/web/-/compare', [['X-HTTP-Method-Override', 'PUT']]);
+    await expectRefused(flavor, 'POST', '/acme/web/-/compare?_method[0]=get');
+    await expectRefused(flavor, 'POST', '/acme/web.git/git-upload-pack', [
+      ['X-Method-Override', 'DELETE'],
+    ]);
+    await expectRefused(flavor, 'POST', '/acme/web.git/info/lfs/objects/batch?_meth%6fd=Patch');
+    await expectRefused(flavor, 'POST', '/acme/web/-/compare', [['X-HTTP-Method', 'GET,DELETE']]);
+    // An override naming the request's own method changes nothing: git fetch still works.
+    const fetch = await expectServed(flavor, 'POST', '/acme/web.git/git-upload-pack', [
+      ['X-HTTP-Method-Override', 'POST'],
+    ]);
+    expect(fetch.route).toBe('git-upload-pack');
+    expect((await expectServed(flavor, 'POST', '/acme/web/-/compare')).route).toBe('compare');
+  });
 });
