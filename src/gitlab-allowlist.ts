@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { AllowRule, RouteParams } from './allowlist.js';
+import { isReservedTopLevel } from './gitlab-routes.js';
 
 /**
  * What GitLab lets through while read-only (its `ReadOnly::Controller` allowlist and the EE
@@ -51,9 +52,16 @@ export function gitlabAllowlist(options: GitlabAllowlistOptions = {}): AllowRule
   return rules;
 }
 
-/** The wildcard before the repository must not cross a `-` segment. */
+/**
+ * The wildcard before the repository must be a namespace path: it must not cross a `-` segment
+ * (in GitLab's grammar `-` ends the namespace path) and must not start with a reserved top-level
+ * word, because the router sends `/groups/acme/-/compare` to the group scope and
+ * `/api/v4/projects/1/x.git/git-upload-pack` to the API, not to these routes.
+ */
 function repoPathOnly(_req: IncomingMessage, params: RouteParams): boolean {
   const repo = params.repo;
   if (typeof repo !== 'string') return false;
+  const slash = repo.indexOf('/');
+  if (isReservedTopLevel(slash === -1 ? repo : repo.slice(0, slash))) return false;
   return repo !== '-' && !repo.startsWith('-/') && !repo.includes('/-/') && !repo.endsWith('/-');
 }

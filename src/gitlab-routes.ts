@@ -158,6 +158,11 @@ function startsLikeNumber(value: string): boolean {
   return c >= 0x30 && c <= 0x39;
 }
 
+/** True for GitLab's reserved top-level words (raw segment, any case): never a namespace. */
+export function isReservedTopLevel(segment: string): boolean {
+  return segment.length <= 32 && RESERVED.has(segment.toLowerCase());
+}
+
 /** Walks raw `/`-separated segments left to right without splitting the whole path. */
 class SegmentReader {
   private position = 1;

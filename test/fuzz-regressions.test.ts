@@ -109,4 +109,18 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
     expect(fetch.route).toBe('git-upload-pack');
     expect((await expectServed(flavor, 'POST', '/acme/web/-/compare')).route).toBe('compare');
   });
+
+  it('allowlisted routes under reserved top-level words: /groups/... and /api/... are not namespace paths', async () => {
+    // `POST /*repo/-/compare` matched with repo `groups/acme`, but the router sends the request
+    // to the group scope, a write to acme.
+    await expectRefused(flavor, 'POST', '/groups/acme/-/compare');
+    await expectRefused(flavor, 'POST', '/GROUPS/acme/sub/-/compare');
+    await expectRefused(flavor, 'POST', '/groups/acme/web.git/git-upload-pack');
+    await expectRefused(flavor, 'POST', '/api/v4/projects/1/web.git/git-upload-pack');
+    await expectRefused(flavor, 'POST', '/api/v4/projects/acme%2Fweb/x.git/info/lfs/objects/batch');
+    // Namespace paths proper are still allowlisted.
+    expect((await expectServed(flavor, 'POST', '/acme/sub/web.git/git-upload-pack')).route).toBe(
+      'git-upload-pack',
+    );
+  });
 });
