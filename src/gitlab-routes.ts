@@ -112,9 +112,9 @@ function resolveApiPath(segments: SegmentReader): Target {
   if (!decoded.ok) return { type: 'invalid', reason: decoded.reason };
   const id = decoded.value;
   if (isCanonicalId(id)) return { type: 'id', kind, id };
-  // `0123`, `+5`, `12abc`: an application that coerces with parseInt/to_i reads a number
-  // we did not resolve, so anything that starts like a number must be exactly one.
-  if (startsLikeNumber(id)) return AMBIGUOUS_ID;
+  // `0123`, `+5`, `12abc`, `.1e1`: an application that coerces with parseInt, Number or to_i
+  // reads a number we did not resolve, so anything that reads as a number must be exactly one.
+  if (readsAsNumber(id)) return AMBIGUOUS_ID;
   const root = rootNamespace(id);
   return root.ok
     ? { type: 'namespace', namespace: root.value }
@@ -152,10 +152,13 @@ export function isCanonicalId(value: string): boolean {
   return true;
 }
 
-function startsLikeNumber(value: string): boolean {
-  let c = value.charCodeAt(0);
-  if (c === 0x2b || c === 0x2d) c = value.charCodeAt(1); // + -
-  return c >= 0x30 && c <= 0x39;
+/**
+ * Whether a number parser reads `value` as a number: `parseInt`/Ruby's `to_i` (`12abc`, `+5`,
+ * ` 7`) or `Number()`/`Integer()` (`.1e1`, `0x1`, `0b1`, `1.0`). A non-canonical id an
+ * application coerces names a project we never resolved.
+ */
+function readsAsNumber(value: string): boolean {
+  return !Number.isNaN(Number.parseInt(value, 10)) || Number.isFinite(Number(value));
 }
 
 /** True for GitLab's reserved top-level words (raw segment, any case): never a namespace. */

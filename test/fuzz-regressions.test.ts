@@ -123,4 +123,18 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
       'git-upload-pack',
     );
   });
+
+  it('numeric id coercion: `.1e1`, `+.1e1`, `0x1`, `0b1` read as project 1 under Number()', async () => {
+    for (const id of ['.1e1', '+.1e1', '0x1', '0b1', '1.0', '.1E1']) {
+      await expectRefused(flavor, 'POST', `/api/v4/projects/${id}/issues`);
+      await expectRefused(flavor, 'PUT', `/api/v4/groups/${id}`);
+    }
+    // Canonical ids and full paths of writable namespaces pass.
+    expect((await expectServed(flavor, 'POST', '/api/v4/projects/2/issues')).namespaces).toEqual([
+      'open',
+    ]);
+    expect(
+      (await expectServed(flavor, 'POST', '/api/v4/projects/open%2Fweb/issues')).namespaces,
+    ).toEqual(['open']);
+  });
 });
