@@ -8,7 +8,7 @@ import {
 } from './method.js';
 import { namespaceKey, rootNamespace } from './namespace-name.js';
 import { type NamespaceReadOnlyOptions, resolveOptions } from './options.js';
-import { parseTarget, routerPathname, stripPrefix } from './request-path.js';
+import { hasDotSegment, parseTarget, routerPathname, stripPrefix } from './request-path.js';
 import type { Target } from './routes.js';
 import { type Closure, type MaybePromise, StateReader } from './state-reader.js';
 import type { StateStore } from './store.js';
@@ -57,8 +57,17 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
 
       const raw = routerPathname(req);
       const pathname = raw === null ? null : stripPrefix(req, raw, config.relativeUrlRoot);
-      const target = pathname === null ? UNPARSABLE : routes.resolve(pathname);
       const request: Pending = { req, res, next, method, pathname };
+      if (raw !== null && hasDotSegment(raw)) {
+        // The router leaves dot segments alone, but a proxy, a framework or a handler joining
+        // paths may resolve them, and then neither the namespace nor the route is the one the
+        // router saw: refused, and not even the allowlist applies.
+        return refuse(
+          { ...request, routable: false },
+          { reason: 'invalid-namespace', namespace: null, detail: 'dot-segment' },
+        );
+      }
+      const target = pathname === null ? UNPARSABLE : routes.resolve(pathname);
 
       switch (target.type) {
         case 'none':
@@ -202,7 +211,8 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
   /** Blocks the write unless its route is allowlisted. */
   function refuse(request: Pending, block: Block): void {
     const { req, res, method, pathname } = request;
-    const rule = pathname === null ? null : allowedBy(req, method, pathname);
+    const rule =
+      pathname === null || request.routable === false ? null : allowedBy(req, method, pathname);
     const path = shortPath(pathname);
     if (rule !== null) {
       logger.debug(
@@ -306,6 +316,8 @@ interface Pending {
   readonly next: NextFunction;
   readonly method: string;
   readonly pathname: string | null;
+  /** `false` when the route cannot be identified reliably, so no allowlist rule applies. */
+  readonly routable?: false;
 }
 
 const MAX_LOGGED_PATH = 512;

@@ -63,3 +63,45 @@ function startsWithSegment(pathname: string, prefix: string): boolean {
   const head = pathname.slice(0, prefix.length);
   return head === prefix || head.toLowerCase() === prefix.toLowerCase();
 }
+
+/**
+ * True when some segment of `pathname` is a dot segment (`.` or `..`) under any reading a later
+ * layer might make: raw, percent-decoded once or more (`%2e%2e`, `%252e%252e`, `..%2F`), split
+ * at `\` as well as `/`, or with a `;` path parameter cut off (`..;`). Clients remove dot
+ * segments before sending (RFC 3986, 5.2.4), so only a crafted request carries one.
+ */
+export function hasDotSegment(pathname: string): boolean {
+  if (pathname.indexOf('.') === -1 && pathname.indexOf('%') === -1) return false;
+  let start = pathname.charCodeAt(0) === 0x2f ? 1 : 0;
+  while (start <= pathname.length) {
+    const slash = pathname.indexOf('/', start);
+    const end = slash === -1 ? pathname.length : slash;
+    if (end > start && readsAsDotSegment(pathname.slice(start, end))) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+function readsAsDotSegment(segment: string): boolean {
+  let current = segment;
+  // Each round peels one layer of encoding; four covers `%25252e` and anything sane.
+  for (let round = 0; round < 4; round++) {
+    if (current.indexOf('.') !== -1) {
+      for (const part of current.split(SEPARATOR)) {
+        const semicolon = part.indexOf(';');
+        const name = semicolon === -1 ? part : part.slice(0, semicolon);
+        if (name === '.' || name === '..') return true;
+      }
+    }
+    if (current.indexOf('%') === -1) return false;
+    const decoded = current.replace(ASCII_ESCAPE, decodeAscii);
+    if (decoded === current) return false;
+    current = decoded;
+  }
+  return false;
+}
+
+const SEPARATOR = /[/\\]/;
+/** Only ASCII escapes matter here (`.`, `/`, `\`, `;`, `%`); a malformed one is left as it is. */
+const ASCII_ESCAPE = /%([0-7][0-9a-f])/gi;
+const decodeAscii = (_: string, hex: string) => String.fromCharCode(Number.parseInt(hex, 16));

@@ -137,4 +137,34 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
       (await expectServed(flavor, 'POST', '/api/v4/projects/open%2Fweb/issues')).namespaces,
     ).toEqual(['open']);
   });
+
+  it('double-encoded and encoded dot segments: refused wherever a later layer could resolve them', async () => {
+    // The router resolves none of these, so the handler gets `open` plus `..` and `acme`; a
+    // proxy, a framework or a handler joining the path resolves them into acme.
+    for (const target of [
+      '/open/%2e%2e/acme/web',
+      '/open/%2E%2e/acme/web/-/issues',
+      '/open/..%2Facme/web',
+      '/open/%2e%2e%2facme',
+      '/open/%252e%252e/acme/web',
+      '/open/x/..%5C..%5Cacme',
+      '/groups/open/../acme/-/edit',
+      '/open/../acme/web.git/git-receive-pack',
+      '/api/v4/projects/open%2F..%2Facme%2Fweb/issues',
+      '/open/./web/..;/../acme',
+    ]) {
+      await expectRefused(flavor, 'POST', target);
+    }
+    // Dot segments also void the allowlist: resolved, this internal-API path is project 1.
+    await expectRefused(flavor, 'POST', '/api/v4/internal/../../v4/projects/1');
+    // Dots inside names are not dot segments.
+    await expectServed(flavor, 'POST', '/open/my.proj/-/blob/main/a.b/..x/x..');
+  });
+
+  it('dot segments under a mount: /gitlab/.. and %2e forms around the relative URL root', async () => {
+    for (const deployment of ['front', 'inside'] as const) {
+      await expectRefused(flavor, 'POST', '/gitlab/open/%2e%2e/acme/web', [], deployment);
+      await expectRefused(flavor, 'POST', '/gitlab/%2e/acme/web', [], deployment);
+    }
+  });
 });
