@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { AllowRule, RouteParams } from './allowlist.js';
 import { isReservedTopLevel } from './gitlab-routes.js';
+import { decodeSegment } from './namespace-name.js';
 
 /**
  * What GitLab lets through while read-only (its `ReadOnly::Controller` allowlist and the EE
@@ -53,15 +54,18 @@ export function gitlabAllowlist(options: GitlabAllowlistOptions = {}): AllowRule
 }
 
 /**
- * The wildcard before the repository must be a namespace path: it must not cross a `-` segment
- * (in GitLab's grammar `-` ends the namespace path) and must not start with a reserved top-level
- * word, because the router sends `/groups/acme/-/compare` to the group scope and
- * `/api/v4/projects/1/x.git/git-upload-pack` to the API, not to these routes.
+ * The wildcard before the repository must be a namespace path: it must not start with a
+ * reserved top-level word, because the router sends `/groups/acme/-/compare` to the group scope
+ * and `/api/v4/projects/1/x.git/git-upload-pack` to the API, not to these routes; and, decoded
+ * as the application reads it, it must not contain a `-` segment, because in GitLab's grammar
+ * `-` ends the namespace path (`/g/p/%2D/new/main/x.git/info/lfs/objects/batch` is a file
+ * creation to an application that checks its params). An undecodable path is not one.
  */
 function repoPathOnly(_req: IncomingMessage, params: RouteParams): boolean {
   const repo = params.repo;
   if (typeof repo !== 'string') return false;
   const slash = repo.indexOf('/');
   if (isReservedTopLevel(slash === -1 ? repo : repo.slice(0, slash))) return false;
-  return repo !== '-' && !repo.startsWith('-/') && !repo.includes('/-/') && !repo.endsWith('/-');
+  const decoded = decodeSegment(repo);
+  return decoded.ok && !decoded.value.split('/').includes('-');
 }

@@ -124,6 +124,20 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
     );
   });
 
+  it('encoded dash in allowlisted repository paths: `%2D` and `%2f-` end the namespace path once decoded', async () => {
+    // The router matched the LFS batch route (its `/-/` literal is compared raw), but the
+    // application reads `-` in the decoded repository path and moves on to a write route.
+    await expectRefused(flavor, 'POST', '/acme/sub/%2D/blob/main/p.git/info/lfs/objects/batch');
+    await expectRefused(flavor, 'POST', '/acme/x.git/%2f-/blob/main/p.git/info/lfs/objects/batch');
+    await expectRefused(flavor, 'POST', '/acme/web/%2d/new/main/x.git/git-upload-pack');
+    await expectRefused(flavor, 'POST', '/acme/web%2F-%2Fnew/-/compare');
+    await expectRefused(flavor, 'POST', '/acme/%zz/web.git/git-upload-pack');
+    // A dash inside a name is not a segment.
+    expect(
+      (await expectServed(flavor, 'POST', '/acme/my-sub/web.git/info/lfs/objects/batch')).route,
+    ).toBe('lfs-batch');
+  });
+
   it('numeric id coercion: `.1e1`, `+.1e1`, `0x1`, `0b1` read as project 1 under Number()', async () => {
     for (const id of ['.1e1', '+.1e1', '0x1', '0b1', '1.0', '.1E1']) {
       await expectRefused(flavor, 'POST', `/api/v4/projects/${id}/issues`);
