@@ -69,6 +69,8 @@ export async function exercise(victims: Victims, flavor: Flavor, spec: RequestSp
 export interface FuzzSettings {
   readonly runs: number;
   readonly seed: number;
+  /** The command that replays this run (printed on failure). */
+  readonly replay?: string;
 }
 
 /** Reads `FUZZ_RUNS` and `FUZZ_SEED` (set by `npm run fuzz -- --runs N --seed S`). */
@@ -97,8 +99,8 @@ export async function fuzz(
   const shrunk = details.counterexample?.[0];
   const lines = [
     `namespace-read-only fuzz FAILED on ${flavor} after ${details.numRuns} requests`,
-    `reproduce: npm run fuzz -- --runs ${settings.runs} --seed ${details.seed}` +
-      ` (fast-check path "${details.counterexamplePath}", shrunk ${details.numShrinks} times)`,
+    `replay: ${settings.replay ?? `FUZZ_RUNS=${settings.runs} FUZZ_SEED=${details.seed} npx vitest run test/fuzz.test.ts`}` +
+      ` (seed ${details.seed}, fast-check path "${details.counterexamplePath}", shrunk ${details.numShrinks} times)`,
     `shrunk request spec: ${JSON.stringify(shrunk)}`,
     details.errorInstance instanceof Error
       ? details.errorInstance.message
