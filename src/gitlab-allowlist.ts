@@ -59,7 +59,9 @@ export function gitlabAllowlist(options: GitlabAllowlistOptions = {}): AllowRule
  * and `/api/v4/projects/1/x.git/git-upload-pack` to the API, not to these routes; and, decoded
  * as the application reads it, it must not contain a `-` segment, because in GitLab's grammar
  * `-` ends the namespace path (`/g/p/%2D/new/main/x.git/info/lfs/objects/batch` is a file
- * creation to an application that checks its params). An undecodable path is not one.
+ * creation to an application that checks its params), nor an empty segment (an Express 4 mount
+ * swallows the doubled slash of `/gitlab//groups/acme/-/compare` and routes it to the group
+ * scope). An undecodable path is not one.
  */
 function repoPathOnly(_req: IncomingMessage, params: RouteParams): boolean {
   const repo = params.repo;
@@ -67,5 +69,7 @@ function repoPathOnly(_req: IncomingMessage, params: RouteParams): boolean {
   const slash = repo.indexOf('/');
   if (isReservedTopLevel(slash === -1 ? repo : repo.slice(0, slash))) return false;
   const decoded = decodeSegment(repo);
-  return decoded.ok && !decoded.value.split('/').includes('-');
+  if (!decoded.ok) return false;
+  const parts = decoded.value.split('/');
+  return !parts.includes('-') && !parts.includes('');
 }

@@ -138,6 +138,25 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
     ).toBe('lfs-batch');
   });
 
+  it('doubled slash after the mount prefix: an Express 4 mount swallows it, the allowlist must not absorb it', async () => {
+    // Express 4 mounts `/gitlab` as `^\/gitlab\/?(?=\/|$)`, so the mounted app routes
+    // `/gitlab//groups/acme/-/compare` as `/groups/acme/-/compare`: a write to acme. The guard
+    // sees `//groups/acme/-/compare`, which `POST /*repo/-/compare` matched with repo `/groups/acme`.
+    for (const deployment of ['front', 'inside'] as const) {
+      await expectRefused(flavor, 'POST', '/gitlab//groups/acme/-/compare', [], deployment);
+      await expectRefused(
+        flavor,
+        'POST',
+        '/gitlab//groups/acme/web.git/git-upload-pack',
+        [],
+        deployment,
+      );
+      await expectRefused(flavor, 'POST', '/gitlab//acme/web/-/compare', [], deployment);
+    }
+    await expectRefused(flavor, 'POST', '//groups/acme/-/compare');
+    await expectRefused(flavor, 'POST', '/acme//web.git/info/lfs/objects/batch');
+  });
+
   it('numeric id coercion: `.1e1`, `+.1e1`, `0x1`, `0b1` read as project 1 under Number()', async () => {
     for (const id of ['.1e1', '+.1e1', '0x1', '0b1', '1.0', '.1E1']) {
       await expectRefused(flavor, 'POST', `/api/v4/projects/${id}/issues`);
