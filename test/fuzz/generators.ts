@@ -645,7 +645,10 @@ function writableIds(collection: string): [string, string][] {
     .filter(([, root]) => WRITABLE.includes(root));
 }
 
-/** Well-formed writes to writable namespaces: each must reach its handler, never a 503. */
+/**
+ * Well-formed writes to writable namespaces, and well-formed allowlisted requests (git fetch, LFS
+ * batch, compare) to any namespace: each must reach its handler, never a 503.
+ */
 export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
   .record({
     deployment,
@@ -662,13 +665,17 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
       'lfs-locks',
       'push-discovery',
       'override',
+      'git-fetch',
+      'lfs-batch',
+      'compare',
     ),
+    closed: fc.constantFrom(...MAINTENANCE),
     write: anyWrite,
     kind: fc.constantFrom('projects', 'groups', 'namespaces'),
     pick: fc.nat(2),
     trailing: fc.boolean(),
   })
-  .map(({ deployment: dep, ns, p, shape, write, kind, pick, trailing }): RequestSpec => {
+  .map(({ deployment: dep, ns, p, shape, write, kind, pick, trailing, closed }): RequestSpec => {
     let segments: string[];
     let method = write;
     let query: string | null = null;
@@ -710,10 +717,32 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
         method = 'GET';
         query = 'service=git-receive-pack';
         break;
+      // Allowlisted routes pass in maintenance too, as git and browsers send them.
+      case 'git-fetch':
+        segments = [pick === 0 ? ns : closed, 'sub', `${p}.git`, 'git-upload-pack'];
+        headers = [
+          ['Content-Type', 'application/x-git-upload-pack-request'],
+          ['Git-Protocol', 'version=2'],
+        ];
+        method = 'POST';
+        break;
+      case 'lfs-batch':
+        segments = [pick === 0 ? ns : closed, `${p}.git`, 'info', 'lfs', 'objects', 'batch'];
+        headers = [['Content-Type', 'application/vnd.git-lfs+json']];
+        method = 'POST';
+        break;
+      case 'compare':
+        segments = [pick === 0 ? ns : closed, p, '-', 'compare'];
+        headers = [['Content-Type', 'application/x-www-form-urlencoded']];
+        method = 'POST';
+        break;
       default:
         segments = [ns, p];
         method = 'GET';
         headers = [['X-HTTP-Method-Override', 'PUT']];
+    }
+    if (['git-fetch', 'lfs-batch', 'compare'].includes(shape)) {
+      mustPass = (segments[0] as string).toLowerCase();
     }
     if (trailing && shape !== 'push-discovery') segments.push('');
     return {

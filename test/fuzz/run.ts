@@ -9,7 +9,8 @@ import { MAINTENANCE } from './world.js';
  *   safety   a write handler runs for namespace N only if N (under every case-folded reading
  *            the victim records) is writable, unless the route is one that legitimately runs in
  *            maintenance (git fetch, LFS batch, compare, sign-in, internal API...);
- *   liveness a well-formed write to a writable namespace reaches its handler, never a 503.
+ *   liveness a well-formed write to a writable namespace, and a well-formed allowlisted request
+ *            (git fetch, LFS batch, compare) to any namespace, reaches its handler, never a 503.
  * "Write" is judged from the victim's side: a non-read method, a method override naming a write
  * (as the victim's own override middleware reads it), or a push discovery. A request Node
  * refuses (400) runs no handler, which satisfies the property.
@@ -35,10 +36,10 @@ export function judge(
   if (response.status === 500) return 'the app answered 500 (a handler or the guard threw)';
   if (spec.mustPass !== null) {
     if (response.status === 503)
-      return `well-formed write to writable namespace "${spec.mustPass}" was blocked`;
+      return `well-formed request "${spec.template}" to namespace "${spec.mustPass}" was blocked`;
     const reached = handled.some((h) => h.write && h.namespaces.includes(spec.mustPass as string));
     if (!reached) {
-      return `well-formed write to "${spec.mustPass}" reached no write handler for it (status ${response.status})`;
+      return `well-formed request "${spec.template}" to "${spec.mustPass}" reached no handler for it (status ${response.status})`;
     }
   }
   return null;
