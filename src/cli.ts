@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Redis as RedisClient } from 'ioredis';
+import { FenceTimeoutError } from './fence.js';
 import { namespaceKey } from './namespace-name.js';
 import type { NamespaceState } from './state.js';
 import { RedisStateStore } from './stores/redis.js';
@@ -14,6 +15,11 @@ const USAGE = `Usage: nsro <command> [options]
 
 Commands:
   enable <ns> [--for 30m | --until <ISO date>] [--message <text>] [--reason <text>]
+              [--wait [--timeout 60s]]
+                       with --wait, return only once every live process obeys and
+                       its writes in flight to <ns> have finished (the migration fence)
+  wait <ns> [--timeout 60s]
+                       the same wait, for a namespace already in maintenance
   disable <ns>
   status [<ns>]        state, message and time left (all namespaces without <ns>)
   list                 every namespace with a state
@@ -22,7 +28,10 @@ Commands:
 Options:
   --redis <url>        Redis URL (default: $REDIS_URL or redis://127.0.0.1:6379)
   --prefix <prefix>    key prefix (default: nsro:)
-  -h, --help`;
+  -h, --help
+
+Exit codes: 0 done, 1 Redis unreachable or refused, 2 bad input (nothing written),
+3 the wait timed out (the namespace stays in maintenance).`;
 
 class UsageError extends Error {}
 
@@ -34,6 +43,8 @@ interface Parsed {
     until?: string | undefined;
     message?: string | undefined;
     reason?: string | undefined;
+    wait?: boolean | undefined;
+    timeout?: string | undefined;
     redis?: string | undefined;
     prefix?: string | undefined;
     help?: boolean | undefined;
@@ -52,6 +63,8 @@ function parse(argv: string[]): Parsed {
         until: { type: 'string' },
         message: { type: 'string' },
         reason: { type: 'string' },
+        wait: { type: 'boolean' },
+        timeout: { type: 'string' },
         redis: { type: 'string' },
         prefix: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -213,10 +226,19 @@ export async function main(argv: string[], out = console.log): Promise<number> {
       case 'enable': {
         const ns = checkedNamespace(namespace, command);
         const plan = enablePlan(values, now);
+        const wait = waitPlan(values, values.wait === true);
         run = async (store) => {
           await store.set(ns, plan.state, plan.ttl === undefined ? {} : { ttl: plan.ttl });
           out(describeState(ns, await store.get(ns)));
+          if (wait !== null) await fence(store, ns, wait, out);
         };
+        break;
+      }
+      case 'wait': {
+        const ns = checkedNamespace(namespace, command);
+        rejectOptions(values, command);
+        const wait = waitPlan(values, true) ?? 60_000;
+        run = (store) => fence(store, ns, wait, out);
         break;
       }
       case 'disable': {
@@ -251,7 +273,7 @@ export async function main(argv: string[], out = console.log): Promise<number> {
         break;
       }
       default:
-        throw new UsageError(`unknown command "${command}" (enable, disable, status, list)`);
+        throw new UsageError(`unknown command "${command}" (enable, wait, disable, status, list)`);
     }
     const url = values.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
     redis = await connect(url);
@@ -265,6 +287,10 @@ export async function main(argv: string[], out = console.log): Promise<number> {
     await store.close();
     return 0;
   } catch (error) {
+    if (error instanceof FenceTimeoutError) {
+      process.stderr.write(`nsro: ${error.message}\n`);
+      return 3;
+    }
     const usage = error instanceof UsageError;
     // One line, whatever the message (node's parseArgs errors span several).
     const message = (error as Error).message.replace(/\s*\n\s*/g, ' ');
@@ -276,8 +302,32 @@ export async function main(argv: string[], out = console.log): Promise<number> {
 }
 
 function rejectOptions(values: Parsed['values'], command: string): void {
-  for (const name of ['for', 'until', 'message', 'reason'] as const) {
+  for (const name of ['for', 'until', 'message', 'reason', 'wait'] as const) {
     if (values[name] !== undefined)
       throw new UsageError(`--${name} only goes with enable, not ${command}`);
   }
+  if (values.timeout !== undefined && command !== 'wait') {
+    throw new UsageError(`--timeout only goes with enable --wait or wait, not ${command}`);
+  }
+}
+
+/** The wait's timeout in ms, or `null` when there is no wait. */
+function waitPlan(values: Parsed['values'], waiting: boolean): number | null {
+  if (!waiting) {
+    if (values.timeout !== undefined) throw new UsageError('--timeout needs --wait');
+    return null;
+  }
+  return values.timeout === undefined ? 60_000 : parseDuration(values.timeout);
+}
+
+async function fence(
+  store: RedisStateStore,
+  ns: string,
+  timeout: number,
+  out: (line: string) => void,
+) {
+  const result = await store.wait(ns, { timeout });
+  out(
+    `${ns}: fenced: ${result.processes.length} live process(es) acknowledged in ${result.ms} ms; no admitted write to ${ns} is still running`,
+  );
 }

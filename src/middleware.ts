@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Block, sendBlocked, toError } from './answer.js';
+import { InflightWrites } from './inflight.js';
 import {
   hasWriteOverrideHeader,
   hasWriteOverrideQuery,
@@ -32,6 +33,12 @@ export interface NamespaceReadOnlyMiddleware {
   isReadOnly(namespace: string, req?: IncomingMessage): Promise<boolean>;
   /** Throws `NamespaceReadOnlyError` when writes to `namespace` are refused. */
   assertWritable(namespace: string, req?: IncomingMessage): Promise<void>;
+  /**
+   * Runs `work` as an admitted write to `namespace` for code outside a request (jobs,
+   * consumers): refused with `NamespaceReadOnlyError` when the namespace is read-only, counted
+   * as in flight (so the migration fence waits for it) while it runs.
+   */
+  runWrite<T>(namespace: string, work: () => T | Promise<T>): Promise<T>;
   /** The store this guard reads. */
   readonly store: StateStore;
   /** Releases what the store holds open (subscriptions, timers); the caller's clients stay open. */
@@ -45,6 +52,9 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
   const config = resolveOptions(options);
   const { routes, logger } = config;
   const reader = new StateReader(config.store);
+  // Writes this process admitted, for the migration fence (only stores that support it).
+  const inflight = new InflightWrites();
+  const registration = config.store.register?.(inflight) ?? null;
 
   function namespaceReadOnlyMiddleware(
     req: IncomingMessage,
@@ -71,9 +81,9 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
 
       switch (target.type) {
         case 'none':
-          return settle(reader.closure(null, req), request);
+          return settle(reader.closure(null, req), request, null);
         case 'namespace':
-          return settle(reader.closure(target.namespace, req), request);
+          return settle(reader.closure(target.namespace, req), request, target.namespace);
         case 'invalid':
           return refuse(request, {
             reason: 'invalid-namespace',
@@ -142,7 +152,7 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
       if (fullPath === null || fullPath === undefined) {
         // No such project or group: the application will answer 404, but the instance state
         // still applies to the write.
-        return settle(reader.closure(null, request.req), request);
+        return settle(reader.closure(null, request.req), request, null);
       }
       const root = typeof fullPath === 'string' ? rootNamespace(fullPath) : null;
       if (root === null || !root.ok) {
@@ -152,17 +162,21 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
           detail: 'resolveId result',
         });
       }
-      settle(reader.closure(root.value, request.req), request);
+      settle(reader.closure(root.value, request.req), request, root.value);
     } catch (error) {
       storeFailed(request, null, error);
     }
   }
 
-  function settle(closure: MaybePromise<Closure | null>, request: Pending): void {
-    if (!(closure instanceof Promise)) return decide(closure, request);
+  function settle(
+    closure: MaybePromise<Closure | null>,
+    request: Pending,
+    namespace: string | null,
+  ): void {
+    if (!(closure instanceof Promise)) return decide(closure, request, namespace);
     closure
       .then(
-        (value) => decide(value, request),
+        (value) => decide(value, request, namespace),
         (error: unknown) => storeFailed(request, null, error),
       )
       .catch((error: unknown) => failedLate(request, error));
@@ -185,8 +199,8 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     }
   }
 
-  function decide(closure: Closure | null, request: Pending): void {
-    if (closure === null) return request.next();
+  function decide(closure: Closure | null, request: Pending, target: string | null): void {
+    if (closure === null) return admit(request, target);
     const { namespace, state } = closure;
     const reason =
       state.unrecognized !== undefined
@@ -203,9 +217,24 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
         { err: error, method: request.method, path: shortPath(request.pathname) },
         'namespace-read-only: state unreadable; write allowed (onStoreError: open)',
       );
-      return request.next();
+      return admit(request, namespace);
     }
     refuse(request, { reason: 'store-error', namespace, detail: String(error) });
+  }
+
+  /** Lets the write through, counted in flight until its response is over. */
+  function admit(request: Pending, namespace: string | null): void {
+    if (registration !== null) {
+      if (!registration.holdsLease()) {
+        return refuse(request, {
+          reason: 'store-error',
+          namespace,
+          detail: 'fence heartbeat lapsed',
+        });
+      }
+      inflight.admit(namespace, request.res);
+    }
+    request.next();
   }
 
   /** Blocks the write unless its route is allowlisted. */
@@ -303,6 +332,27 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
       value: async (namespace: string, req?: IncomingMessage) => {
         const block = await blockFor(namespace, req);
         if (block !== null) throw toError(block, config);
+      },
+    },
+    runWrite: {
+      value: async <T>(namespace: string, work: () => T | Promise<T>): Promise<T> => {
+        const block = await blockFor(namespace);
+        if (block !== null) throw toError(block, config);
+        const key = namespaceKey(namespace);
+        if (registration !== null && !registration.holdsLease()) {
+          throw toError(
+            { reason: 'store-error', namespace: key, detail: 'fence heartbeat lapsed' },
+            config,
+          );
+        }
+        // Counted before anything else can run: a fence that saw the namespace closed after
+        // our check resolved must find this write in flight.
+        const leave = inflight.enter(key === '*' ? null : key);
+        try {
+          return await work();
+        } finally {
+          leave();
+        }
       },
     },
     close: { value: async () => config.store.close?.() },

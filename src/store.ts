@@ -1,3 +1,4 @@
+import type { InflightWrites } from './inflight.js';
 import type { NamespaceState, StateInput } from './state.js';
 
 /**
@@ -18,6 +19,19 @@ export interface StateStore {
   peek?(namespace: string): NamespaceState | null | undefined;
   /** Releases timers and connections the store opened itself. */
   close?(): Promise<void>;
+  /**
+   * Called once by each guard using the store: a store that supports the migration fence
+   * registers the process and acknowledges fences once `inflight` has drained.
+   */
+  register?(inflight: InflightWrites): WriterRegistration;
+}
+
+export interface WriterRegistration {
+  /**
+   * False when this process may have dropped out of the fence's live set (its heartbeat could
+   * not be renewed in time): it must then admit no write, since no operator waits for it.
+   */
+  holdsLease(): boolean;
 }
 
 export interface SetOptions {

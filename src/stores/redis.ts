@@ -1,6 +1,8 @@
 import type { Cluster, Redis } from 'ioredis';
 import pino from 'pino';
 import { Circuit, withTimeout } from '../circuit.js';
+import { FenceMember, type WaitOptions, type WaitResult, waitForFence } from '../fence.js';
+import type { InflightWrites } from '../inflight.js';
 import { LogLimiter } from '../log-limiter.js';
 import { namespaceKey } from '../namespace-name.js';
 import type { Logger } from '../options.js';
@@ -12,7 +14,7 @@ import {
   toState,
 } from '../state.js';
 import { StateCache } from '../state-cache.js';
-import type { SetOptions, StateStore } from '../store.js';
+import type { SetOptions, StateStore, WriterRegistration } from '../store.js';
 
 /**
  * States in Redis, shared by a fleet: `<prefix>state:<root namespace>` holds `maintenance`,
@@ -51,8 +53,25 @@ export interface RedisStateStoreOptions {
    * `CONFIG SET` where permitted, `'off'` ignores them. Not available on a Cluster.
    */
   readonly keyspaceEvents?: 'auto' | 'enable' | 'off';
+  /**
+   * How long a guarding process counts as alive for the migration fence after its last
+   * heartbeat (ms). Default 5000. A process that cannot renew it in time refuses writes.
+   */
+  readonly heartbeatTtl?: number;
   /** A pino-compatible logger. Default: silent. */
   readonly logger?: Logger;
+}
+
+/** `store.enable()`: a maintenance, optionally waited for. */
+export interface EnableOptions {
+  readonly message?: string;
+  readonly reason?: string;
+  /** Ends the maintenance by itself after this many ms (key TTL); also sets `until`. */
+  readonly ttl?: number;
+  /** Return only once every live process obeys and its writes in flight have finished. */
+  readonly wait?: boolean;
+  /** For `wait`: give up after this many ms. Default 60000. */
+  readonly timeout?: number;
 }
 
 export interface RedisStateStoreStatus {
@@ -85,6 +104,7 @@ export class RedisStateStore implements StateStore {
   #subscribed = false;
   #keyspace = false;
   #closed = false;
+  #member: FenceMember | null = null;
 
   constructor(options: RedisStateStoreOptions) {
     const o = (options ?? {}) as Partial<RedisStateStoreOptions>;
@@ -110,6 +130,7 @@ export class RedisStateStore implements StateStore {
       max: milliseconds(o.max, 'max', 100_000),
       subscribe: o.subscribe ?? true,
       keyspaceEvents: o.keyspaceEvents ?? 'auto',
+      heartbeatTtl: milliseconds(o.heartbeatTtl, 'heartbeatTtl', 5000, 100),
     };
     if (!['auto', 'enable', 'off'].includes(this.#options.keyspaceEvents)) {
       throw new TypeError(
@@ -171,6 +192,74 @@ export class RedisStateStore implements StateStore {
     this.#cache.invalidate(name);
   }
 
+  /**
+   * Puts `namespace` into maintenance. With `wait: true`, resolves only when every live process
+   * has acknowledged it and finished the writes to it that it had admitted (see `wait`).
+   */
+  async enable(namespace: string, options: EnableOptions = {}): Promise<WaitResult | undefined> {
+    const { message, reason, ttl, wait, timeout } = options;
+    await this.set(
+      namespace,
+      {
+        state: 'maintenance',
+        ...(message !== undefined && { message }),
+        ...(reason !== undefined && { reason }),
+        ...(ttl !== undefined && { until: new Date(Date.now() + ttl) }),
+      },
+      ttl === undefined ? {} : { ttl },
+    );
+    return wait === true
+      ? this.wait(namespace, timeout === undefined ? {} : { timeout })
+      : undefined;
+  }
+
+  /**
+   * The migration fence: resolves when every live guarding process has seen `namespace` (or `*`)
+   * closed and its admitted writes there have finished, so work on the namespace can start
+   * without a write landing after it. Rejects with `FenceTimeoutError` naming the processes that
+   * did not acknowledge, and their writes in flight.
+   */
+  async wait(namespace: string, options: WaitOptions = {}): Promise<WaitResult> {
+    const name = namespaceKey(namespace);
+    return waitForFence(
+      this.redis,
+      this.prefix,
+      name,
+      async () => (await this.#read([name]))[0] ?? null,
+      options,
+    );
+  }
+
+  /** Registers this process for the migration fence; called by each guard using the store. */
+  register(inflight: InflightWrites): WriterRegistration {
+    if (this.#member === null) {
+      this.#member = new FenceMember(
+        this.redis,
+        this.prefix,
+        inflight,
+        { heartbeatTtl: this.#options.heartbeatTtl },
+        (namespace) => this.#closedNow(namespace),
+        this.#errors,
+      );
+      this.#member.start();
+      this.#start();
+    }
+    const member = this.#member;
+    return { holdsLease: () => member.holdsLease() };
+  }
+
+  /** Where operators' fence requests arrive. */
+  get fenceChannel(): string {
+    return `${this.prefix}fence`;
+  }
+
+  /** A read past the cache (which it refreshes): is `namespace` closed right now? */
+  async #closedNow(namespace: string): Promise<boolean> {
+    this.#cache.invalidate(namespace);
+    const state = await this.#cache.get(namespace);
+    return state !== null && state.state !== 'active';
+  }
+
   /** Every namespace with a state, read straight from Redis (SCAN, every master of a Cluster). */
   async list(): Promise<{ namespace: string; state: NamespaceState }[]> {
     const nodes = isCluster(this.redis) ? this.redis.nodes('master') : [this.redis];
@@ -219,6 +308,9 @@ export class RedisStateStore implements StateStore {
   /** Unsubscribes and drops the subscriber connection; the client you passed in stays open. */
   async close(): Promise<void> {
     this.#closed = true;
+    const member = this.#member;
+    this.#member = null;
+    await member?.stop();
     const subscriber = this.#subscriber;
     this.#subscriber = null;
     this.#subscribed = false;
@@ -357,6 +449,7 @@ export class RedisStateStore implements StateStore {
     });
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === this.channel) this.#changed(message);
+      else if (channel === this.fenceChannel) this.#fenceRequested(message);
     });
     subscriber.on('pmessage', (_pattern: string, channel: string) => {
       if (channel.startsWith(keyspacePrefix)) this.#changed(channel.slice(keyspacePrefix.length));
@@ -364,7 +457,7 @@ export class RedisStateStore implements StateStore {
 
     const listen = async () => {
       try {
-        await subscriber.subscribe(this.channel);
+        await subscriber.subscribe(this.channel, this.fenceChannel);
         if (keyspace) await subscriber.psubscribe(`${escapeGlob(keyspacePrefix)}*`);
         if (this.#closed) return;
         // Anything may have changed while nobody was listening.
@@ -392,6 +485,18 @@ export class RedisStateStore implements StateStore {
       setTimeout(done, 2000).unref();
     });
     await listen();
+  }
+
+  #fenceRequested(message: string): void {
+    const member = this.#member;
+    if (member === null) return;
+    try {
+      const { namespace, epoch } = JSON.parse(message) as { namespace?: unknown; epoch?: unknown };
+      if (typeof namespace === 'string' && typeof epoch === 'number')
+        void member.requested(namespace, epoch);
+    } catch {
+      // not a request of ours
+    }
   }
 
   #changed(name: string): void {

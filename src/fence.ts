@@ -1,0 +1,262 @@
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { Cluster, Redis } from 'ioredis';
+import type { InflightWrites } from './inflight.js';
+import type { LogLimiter } from './log-limiter.js';
+import type { NamespaceState } from './state.js';
+
+/**
+ * The migration fence. Every process that guards writes registers itself under
+ * `<prefix>proc:<id>` with a heartbeat TTL, so the live set is whatever keys exist. An operator's
+ * wait bumps an epoch for the namespace and asks, on `<prefix>fence`, for acknowledgements; each
+ * live process re-reads the state, and once it sees the namespace closed and its own admitted
+ * writes to it have finished, it records `epoch` under `<prefix>fence:<ns>`. The wait returns when
+ * every live process has acknowledged this epoch or a later one.
+ *
+ * Time is only ever measured locally (a process's own monotonic clock for its lease); no two
+ * machines' clocks are compared.
+ */
+
+export interface ProcessInfo {
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly startedAt: string;
+  /** Admitted writes still running, per namespace (`*`: all of them), at the last heartbeat. */
+  readonly inflight: Record<string, number>;
+}
+
+export interface FenceOptions {
+  /** How long a process counts as alive after its last heartbeat (ms). Default 5000. */
+  readonly heartbeatTtl: number;
+}
+
+export interface WaitOptions {
+  /** Give up after this long (ms). Default 60000. */
+  readonly timeout?: number;
+}
+
+export interface WaitResult {
+  readonly namespace: string;
+  readonly epoch: number;
+  /** The processes that acknowledged. */
+  readonly processes: readonly ProcessInfo[];
+  readonly ms: number;
+}
+
+/** The wait ran out of time; `pending` names who had not acknowledged, with their writes in flight. */
+export class FenceTimeoutError extends Error {
+  readonly code = 'ERR_NSRO_FENCE_TIMEOUT';
+  readonly namespace: string;
+  readonly pending: readonly (ProcessInfo & { readonly inflightHere: number })[];
+
+  constructor(namespace: string, timeout: number, pending: FenceTimeoutError['pending']) {
+    const who = pending
+      .map((p) => `${p.host} pid ${p.pid} (${p.id}): ${p.inflightHere} write(s) in flight`)
+      .join('; ');
+    super(
+      `namespace-read-only: ${pending.length} process(es) did not acknowledge "${namespace}" within ${timeout} ms: ${who}`,
+    );
+    this.name = 'FenceTimeoutError';
+    this.namespace = namespace;
+    this.pending = pending;
+  }
+}
+
+const ACK_TTL_MS = 24 * 3600 * 1000;
+const REQUEST_EVERY_MS = 250;
+const POLL_MS = 25;
+
+/** A process taking part in fences: heartbeat, lease, acknowledgements. */
+export class FenceMember {
+  readonly id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
+  readonly #startedAt = new Date().toISOString();
+  #timer: NodeJS.Timeout | null = null;
+  /** Local monotonic time until which our registration certainly exists. */
+  #leaseUntil = 0;
+  readonly #acked = new Map<string, number>();
+  readonly #working = new Set<string>();
+
+  constructor(
+    private readonly redis: Redis | Cluster,
+    private readonly prefix: string,
+    private readonly inflight: InflightWrites,
+    private readonly options: FenceOptions,
+    /** A fresh read (cache bypassed) of whether writes to `namespace` are closed. */
+    private readonly closedNow: (namespace: string) => Promise<boolean>,
+    private readonly errors: LogLimiter,
+  ) {}
+
+  /**
+   * False once our heartbeat may have lapsed: an operator's wait no longer counts us, so we
+   * must not admit writes it would not wait for.
+   */
+  holdsLease(): boolean {
+    return performance.now() < this.#leaseUntil;
+  }
+
+  start(): void {
+    if (this.#timer !== null) return;
+    void this.#beat();
+    this.#timer = setInterval(
+      () => void this.#beat(),
+      Math.max(50, Math.floor(this.options.heartbeatTtl / 4)),
+    );
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#leaseUntil = 0;
+    try {
+      await this.redis.del(processKey(this.prefix, this.id));
+    } catch {
+      // it expires by itself
+    }
+  }
+
+  async #beat(): Promise<void> {
+    const sentAt = performance.now();
+    const info: ProcessInfo = {
+      id: this.id,
+      host: hostname(),
+      pid: process.pid,
+      startedAt: this.#startedAt,
+      inflight: this.inflight.snapshot(),
+    };
+    try {
+      await this.redis.set(
+        processKey(this.prefix, this.id),
+        JSON.stringify(info),
+        'PX',
+        this.options.heartbeatTtl,
+      );
+      // Measured from when we sent it: the key cannot outlive that by more than its TTL.
+      this.#leaseUntil = sentAt + this.options.heartbeatTtl;
+    } catch (error) {
+      this.errors.warn('heartbeat', { err: error }, 'namespace-read-only: heartbeat failed');
+    }
+  }
+
+  /** An operator asked every process to acknowledge `epoch` for `namespace`. */
+  async requested(namespace: string, epoch: number): Promise<void> {
+    if ((this.#acked.get(namespace) ?? 0) >= epoch || this.#working.has(namespace)) return;
+    this.#working.add(namespace);
+    try {
+      if (!(await this.closedNow(namespace))) return; // not (yet) closed here: asked again shortly
+      // Writes whose check finished in the same I/O turn as our read may not have counted
+      // themselves yet; one macrotask later they all have.
+      await new Promise((resolve) => setImmediate(resolve));
+      const key = `${this.prefix}fence:${namespace}`;
+      const waiting = this.inflight.count(namespace);
+      // Tell the operator what we are waiting for, should the wait time out.
+      if (waiting > 0) await this.redis.hset(key, `${this.id}:inflight`, String(waiting));
+      await this.inflight.drained(namespace);
+      await this.redis.multi().hset(key, this.id, String(epoch)).pexpire(key, ACK_TTL_MS).exec();
+      this.#acked.set(namespace, epoch);
+    } catch (error) {
+      this.errors.warn(
+        'fence',
+        { err: error, namespace },
+        'namespace-read-only: fence acknowledgement failed',
+      );
+    } finally {
+      this.#working.delete(namespace);
+    }
+  }
+}
+
+export function processKey(prefix: string, id: string): string {
+  return `${prefix}proc:${id}`;
+}
+
+/** Every registered (live) process. */
+export async function liveProcesses(
+  redis: Redis | Cluster,
+  prefix: string,
+): Promise<ProcessInfo[]> {
+  const keys = await scanAll(redis, `${escapeGlob(prefix)}proc:*`);
+  if (keys.length === 0) return [];
+  const values = await Promise.all(keys.map((k) => redis.get(k)));
+  const processes: ProcessInfo[] = [];
+  for (const value of values) {
+    if (value === null) continue; // expired between SCAN and GET
+    try {
+      processes.push(JSON.parse(value) as ProcessInfo);
+    } catch {
+      // not ours
+    }
+  }
+  return processes;
+}
+
+/**
+ * Waits until every live process has acknowledged that writes to `namespace` are closed and
+ * its admitted writes there have finished. The namespace must already be closed.
+ */
+export async function waitForFence(
+  redis: Redis | Cluster,
+  prefix: string,
+  namespace: string,
+  readState: () => Promise<NamespaceState | null>,
+  options: WaitOptions = {},
+): Promise<WaitResult> {
+  const timeout = options.timeout ?? 60_000;
+  const started = performance.now();
+  const state = await readState();
+  if (state === null || state.state === 'active') {
+    throw new Error(
+      `namespace-read-only: "${namespace}" is not in maintenance; nothing to wait for`,
+    );
+  }
+  const epoch = await redis.incr(`${prefix}fence-epoch:${namespace}`);
+  const request = JSON.stringify({ namespace, epoch });
+  const ackKey = `${prefix}fence:${namespace}`;
+  let lastRequest = Number.NEGATIVE_INFINITY;
+  for (;;) {
+    const now = performance.now();
+    if (now - lastRequest >= REQUEST_EVERY_MS) {
+      // Repeated: a process whose subscriber was reconnecting hears the next one.
+      await redis.publish(`${prefix}fence`, request);
+      lastRequest = now;
+    }
+    const [live, acks] = await Promise.all([liveProcesses(redis, prefix), redis.hgetall(ackKey)]);
+    const pending = live.filter((p) => !(Number(acks[p.id] ?? 0) >= epoch));
+    if (pending.length === 0) {
+      return { namespace, epoch, processes: live, ms: Math.round(performance.now() - started) };
+    }
+    if (performance.now() - started >= timeout) {
+      throw new FenceTimeoutError(
+        namespace,
+        timeout,
+        pending.map((p) => ({
+          ...p,
+          inflightHere: Number(acks[`${p.id}:inflight`] ?? p.inflight[namespace] ?? 0),
+        })),
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+async function scanAll(redis: Redis | Cluster, pattern: string): Promise<string[]> {
+  const nodes =
+    (redis as { isCluster?: boolean }).isCluster === true
+      ? (redis as Cluster).nodes('master')
+      : [redis as Redis];
+  const keys = new Set<string>();
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      cursor = next;
+      for (const k of found) keys.add(k);
+    } while (cursor !== '0');
+  }
+  return [...keys];
+}
+
+export function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
