@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Block, sendBlocked, toError } from './answer.js';
 import { InflightWrites } from './inflight.js';
+import { LogLimiter } from './log-limiter.js';
 import {
   hasWriteOverrideHeader,
   hasWriteOverrideQuery,
@@ -45,6 +46,7 @@ export interface NamespaceReadOnlyMiddleware {
   close(): Promise<void>;
 }
 
+const BLOCKED = 'namespace-read-only: write blocked';
 const UNPARSABLE: Target = Object.freeze({ type: 'invalid', reason: 'unparsable-target' });
 const internalError: Block = Object.freeze({ reason: 'internal-error', namespace: null });
 
@@ -52,6 +54,7 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
   const config = resolveOptions(options);
   const { routes, logger } = config;
   const reader = new StateReader(config.store);
+  const troubles = new LogLimiter(logger);
   // Writes this process admitted, for the migration fence (only stores that support it).
   const inflight = new InflightWrites();
   const registration = config.store.register?.(inflight) ?? null;
@@ -213,7 +216,8 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
 
   function storeFailed(request: Pending, namespace: string | null, error: unknown): void {
     if (config.failOpen) {
-      logger.error(
+      troubles.error(
+        'store-error-open',
         { err: error, method: request.method, path: shortPath(request.pathname) },
         'namespace-read-only: state unreadable; write allowed (onStoreError: open)',
       );
@@ -250,18 +254,19 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
       );
       return request.next();
     }
-    logger.warn(
-      {
-        namespace: block.namespace,
-        method,
-        path,
-        reason: block.reason,
-        ...(block.detail !== undefined && { detail: block.detail }),
-        ...(block.state?.unrecognized !== undefined && { value: block.state.unrecognized }),
-        ...(block.state?.reason !== undefined && { stateReason: block.state.reason }),
-      },
-      'namespace-read-only: write blocked',
-    );
+    const fields = {
+      namespace: block.namespace,
+      method,
+      path,
+      reason: block.reason,
+      ...(block.detail !== undefined && { detail: block.detail }),
+      ...(block.state?.unrecognized !== undefined && { value: block.state.unrecognized }),
+      ...(block.state?.reason !== undefined && { stateReason: block.state.reason }),
+    };
+    // One line per refused write, except while the store is failing: then every write is
+    // refused for the same reason, and one line per interval says it without the flood.
+    if (block.reason === 'store-error') troubles.warn('store-error', fields, BLOCKED);
+    else logger.warn(fields, BLOCKED);
     sendBlocked(req, res, pathname, block, config);
   }
 
@@ -301,13 +306,15 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
       closure = await reader.closure(key === '*' ? null : key, req);
     } catch (error) {
       if (config.failOpen) {
-        logger.error(
+        troubles.error(
+          'check-store-error-open',
           { err: error, namespace: key },
           'namespace-read-only: state unreadable; check passed (onStoreError: open)',
         );
         return null;
       }
-      logger.warn(
+      troubles.warn(
+        'check-store-error',
         { err: error, namespace: key },
         'namespace-read-only: state unreadable; check refused',
       );

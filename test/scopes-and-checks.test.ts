@@ -621,3 +621,45 @@ describe.each(expressVersions)('logging ($name)', ({ express }) => {
     expect(writes.filter((w) => String(w).includes('namespace-read-only'))).toEqual([]);
   });
 });
+
+describe('logging while the store fails', () => {
+  it('does not flood: 10,000 writes refused for a store error log one line', async () => {
+    const lines: { level: string; fields: Record<string, unknown> }[] = [];
+    const record =
+      (level: string) =>
+      (fields: object): void => {
+        lines.push({ level, fields: fields as Record<string, unknown> });
+      };
+    const logger = {
+      warn: record('warn'),
+      error: record('error'),
+      info: record('info'),
+      debug: record('debug'),
+    };
+    const guard = namespaceReadOnly({ store: failingStore('rejects').store, logger });
+    let refused = 0;
+    await Promise.all(
+      Array.from({ length: 10_000 }, (_, i) => {
+        const req = { method: 'POST', url: `/ns${i}/x`, originalUrl: `/ns${i}/x`, headers: {} };
+        return new Promise<void>((resolve) => {
+          const res = {
+            headersSent: false,
+            writableEnded: false,
+            statusCode: 200,
+            setHeader() {},
+            end() {
+              if (this.statusCode === 503) refused++;
+              resolve();
+            },
+          };
+          guard(req as unknown as IncomingMessage, res as unknown as ServerResponse, () =>
+            resolve(),
+          );
+        });
+      }),
+    );
+    expect(refused).toBe(10_000);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 'warn', fields: { reason: 'store-error' } });
+  });
+});
