@@ -8,6 +8,7 @@ import {
   type NamespaceReadOnlyOptions,
 } from '../src/index.js';
 import { type ExpressFactory, expressVersions, guardedApp } from './helpers/apps.js';
+import { recordingLogger } from './helpers/logger.js';
 
 /**
  * Writes that pass while read-only: GitLab's allowlist, matched by method and route shape with
@@ -137,21 +138,6 @@ function send(app: Parameters<typeof request>[0], [method, path]: Case) {
   return new request.Test(app, method, path);
 }
 
-/** A logger that keeps what the guard says. */
-function recordingLogger() {
-  const calls: { level: string; object: Record<string, unknown> }[] = [];
-  const at = (level: string) => (object: object) => {
-    calls.push({ level, object: object as Record<string, unknown> });
-  };
-  const logger: Logger = {
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    error: at('error'),
-  };
-  return { logger, calls };
-}
-
 describe.each(expressVersions)('allowlist ($name)', ({ express }) => {
   /** A guarded app with `key` (a namespace, or `*` for the instance) in maintenance. */
   async function closed(key: string, options: NamespaceReadOnlyOptions = {}) {
@@ -213,13 +199,14 @@ describe.each(expressVersions)('allowlist ($name)', ({ express }) => {
     });
 
     it('an allowlisted write is logged at debug with the rule that let it through', async () => {
-      const { logger, calls } = recordingLogger();
+      const { logger, entries: calls } = recordingLogger();
       const { app } = await closed('*', { logger });
       expect((await request(app).post('/users/sign_in/')).status).toBe(200);
       expect(calls).toEqual([
         {
           level: 'debug',
           object: expect.objectContaining({ rule: 'POST /users/sign_in', path: '/users/sign_in/' }),
+          message: 'namespace-read-only: allowlisted write',
         },
       ]);
     });
@@ -334,7 +321,7 @@ describe.each(expressVersions)('allowlist ($name)', ({ express }) => {
     });
 
     it('an isAdmin that throws means "not allowed", and is logged', async () => {
-      const { logger, calls } = recordingLogger();
+      const { logger, entries: calls } = recordingLogger();
       const { app, handled } = await closed('*', {
         logger,
         allowlist: gitlabAllowlist({

@@ -11,24 +11,9 @@ import {
   type StateStore,
 } from '../src/index.js';
 import { expressVersions, guardedApp } from './helpers/apps.js';
+import { recordingLogger } from './helpers/logger.js';
 
 type Entry = { level: keyof Logger; object: Record<string, unknown>; message: string | undefined };
-
-function recordingLogger() {
-  const entries: Entry[] = [];
-  const at =
-    (level: keyof Logger) =>
-    (object: object, message?: string): void => {
-      entries.push({ level, object: object as Record<string, unknown>, message });
-    };
-  const logger: Logger = {
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    error: at('error'),
-  };
-  return { logger, entries };
-}
 
 /** A store that counts `get` calls per key and has no `peek`, so every lookup is a real one. */
 class CountingStore implements StateStore {

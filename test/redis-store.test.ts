@@ -4,6 +4,7 @@ import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Logger, namespaceReadOnly, RedisStateStore } from '../src/index.js';
 import { expressVersions, guardedApp } from './helpers/apps.js';
+import { recordingLogger } from './helpers/logger.js';
 import {
   commandCalls,
   connectClient,
@@ -21,22 +22,6 @@ import {
  */
 
 type Entry = { level: keyof Logger; object: Record<string, unknown>; message: string | undefined };
-
-function recordingLogger() {
-  const entries: Entry[] = [];
-  const at =
-    (level: keyof Logger) =>
-    (object: object, message?: string): void => {
-      entries.push({ level, object: object as Record<string, unknown>, message });
-    };
-  const logger: Logger = {
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    error: at('error'),
-  };
-  return { logger, entries };
-}
 
 const express5 = expressVersions[0].express;
 const WRITE = (ns: string) => `/${ns}/proj/-/issues`;

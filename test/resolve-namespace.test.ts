@@ -15,6 +15,7 @@ import {
   type Target,
 } from '../src/index.js';
 import { type ExpressFactory, expressVersions, guardedApp } from './helpers/apps.js';
+import { recordingLogger } from './helpers/logger.js';
 
 /**
  * Where a write's namespace comes from: the raw pathname the router matches, split on `/`, each
@@ -245,23 +246,6 @@ describe('patternRoutes', () => {
   });
 });
 
-/** A logger that keeps what the guard says, so a test can read why a write was refused. */
-function recordingLogger() {
-  const calls: { level: string; object: Record<string, unknown>; message?: string }[] = [];
-  const at =
-    (level: string) =>
-    (object: object, message?: string): void => {
-      calls.push({ level, object: object as Record<string, unknown>, message });
-    };
-  const logger: Logger = {
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    error: at('error'),
-  };
-  return { logger, calls, warned: () => calls.filter((c) => c.level === 'warn') };
-}
-
 describe.each(expressVersions)('namespace resolution through the guard ($name)', ({ express }) => {
   describe('root namespace from the path', () => {
     it.each([
@@ -487,7 +471,7 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
     it.each(failures)(
       'a resolver that %s lets the write pass (onStoreError open)',
       async (_, fn) => {
-        const { logger, calls } = recordingLogger();
+        const { logger, entries: calls } = recordingLogger();
         const { app, store, handled } = guardedApp(express, {
           resolveId: fn,
           onStoreError: 'open',

@@ -13,26 +13,10 @@ import {
   type StateStore,
 } from '../src/index.js';
 import { expressVersions, guardedApp } from './helpers/apps.js';
+import { recordingLogger } from './helpers/logger.js';
 
 type Level = keyof Logger;
 type Entry = { level: Level; object: Record<string, unknown>; message: string | undefined };
-
-function recordingLogger() {
-  const entries: Entry[] = [];
-  const at =
-    (level: Level) =>
-    (object: object, message?: string): void => {
-      entries.push({ level, object: object as Record<string, unknown>, message });
-    };
-  const logger: Logger = {
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    error: at('error'),
-  };
-  const of = (level: Level) => entries.filter((e) => e.level === level);
-  return { logger, entries, of };
-}
 
 /** A store whose `get` fails: asynchronously (a rejected promise) or by throwing at once. */
 function failingStore(mode: 'rejects' | 'throws', error = new Error('connection refused')) {

@@ -4,23 +4,7 @@ import { LogLimiter } from '../src/log-limiter.js';
 import type { Logger } from '../src/options.js';
 import type { NamespaceState } from '../src/state.js';
 import { StateCache } from '../src/state-cache.js';
-
-/** A logger that records every call, by level. */
-function recordingLogger() {
-  const lines: { level: string; fields: object; message: string | undefined }[] = [];
-  const at =
-    (level: string) =>
-    (fields: object, message?: string): void => {
-      lines.push({ level, fields, message });
-    };
-  const logger: Logger = {
-    warn: at('warn'),
-    info: at('info'),
-    debug: at('debug'),
-    error: at('error'),
-  };
-  return { logger, lines };
-}
+import { recordingLogger } from './helpers/logger.js';
 
 /**
  * The cache tier on its own: a loader we control and a clock we move (started well away from
@@ -32,7 +16,7 @@ function cacheWith(overrides: Partial<ConstructorParameters<typeof StateCache>[0
   const states = new Map<string, NamespaceState | null>();
   let failing: Error | null = null;
   let pending: (() => void)[] | null = null;
-  const { logger, lines } = recordingLogger();
+  const { logger, entries: lines } = recordingLogger();
   const cache = new StateCache({
     max: 100,
     ttl: 1000,
@@ -141,7 +125,7 @@ describe('StateCache', () => {
     expect(t.cache.peek('acme')?.state).toBe('maintenance');
     expect(t.lines).toContainEqual({
       level: 'info',
-      fields: { namespace: 'acme', state: 'maintenance', via: 'push' },
+      object: { namespace: 'acme', state: 'maintenance', via: 'push' },
       message: 'namespace-read-only: namespace entered maintenance',
     });
   });
@@ -155,7 +139,7 @@ describe('StateCache', () => {
     expect(await t.cache.get('acme')).toBeNull();
     expect(t.lines).toContainEqual({
       level: 'info',
-      fields: { namespace: 'acme', state: 'writable', via: 'ttl' },
+      object: { namespace: 'acme', state: 'writable', via: 'ttl' },
       message: 'namespace-read-only: namespace left maintenance',
     });
   });
@@ -209,7 +193,7 @@ describe('StateCache', () => {
     await t.cache.get('acme');
     const warnings = t.lines.filter((l) => l.level === 'warn');
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]?.fields).toMatchObject({ namespace: 'acme', value: 'maintenence' });
+    expect(warnings[0]?.object).toMatchObject({ namespace: 'acme', value: 'maintenence' });
   });
 
   it('keeps at most max entries', async () => {
@@ -243,23 +227,23 @@ describe('Circuit', () => {
 
 describe('LogLimiter', () => {
   it('logs one line per kind per interval and reports how many it held back', () => {
-    const { logger, lines } = recordingLogger();
+    const { logger, entries: lines } = recordingLogger();
     const limiter = new LogLimiter(logger, 60_000);
     for (let i = 0; i < 10_000; i++) limiter.error('read', { i }, 'Redis read failed');
     limiter.warn('subscriber', {}, 'subscriber error');
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatchObject({ level: 'error', fields: { i: 0 } });
+    expect(lines[0]).toMatchObject({ level: 'error', object: { i: 0 } });
     expect(lines[1]).toMatchObject({ level: 'warn', message: 'subscriber error' });
   });
 
   it('adds the held-back count to the next line of that kind', async () => {
-    const { logger, lines } = recordingLogger();
+    const { logger, entries: lines } = recordingLogger();
     const limiter = new LogLimiter(logger, 5);
     limiter.error('read', {}, 'x');
     limiter.error('read', {}, 'x');
     limiter.error('read', {}, 'x');
     await new Promise((resolve) => setTimeout(resolve, 10));
     limiter.error('read', {}, 'x');
-    expect(lines.map((l) => l.fields)).toEqual([{}, { suppressed: 2 }]);
+    expect(lines.map((l) => l.object)).toEqual([{}, { suppressed: 2 }]);
   });
 });
