@@ -1,0 +1,89 @@
+// Summarises a V8 .cpuprofile (from `node --cpu-prof`): the top frames by self time, and how
+// much of all sampled time was spent inside the guard (any frame of dist/ on the stack).
+
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+
+function frameName(node) {
+  const { functionName, url, lineNumber } = node.callFrame;
+  const file = url ? basename(url) : '';
+  const where = file ? ` ${file}:${lineNumber + 1}` : '';
+  return `${functionName || '(anonymous)'}${where}`;
+}
+
+/**
+ * `{ totalMs, idlePct, guardInclusivePct, guardSelfPct, top: [{ frame, selfPct, selfMs }] }`.
+ * Percentages are of non-idle samples (what the process spent working).
+ */
+export function summarize(
+  file,
+  { top = 15, guardMatch = /namespace-read-only|\/dist\/index\./ } = {},
+) {
+  const profile = JSON.parse(readFileSync(file, 'utf8'));
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const child of n.children ?? []) parent.set(child, n.id);
+  const hits = new Map();
+  const deltas = profile.timeDeltas ?? [];
+  // Each sample's duration is the next delta (V8's convention); the last one gets the mean.
+  const mean = deltas.length > 0 ? deltas.reduce((a, b) => a + b, 0) / deltas.length : 0;
+  profile.samples.forEach((id, i) => {
+    const us = deltas[i + 1] ?? mean;
+    hits.set(id, (hits.get(id) ?? 0) + us);
+  });
+  let total = 0;
+  let idle = 0;
+  let guardSelf = 0;
+  let guardInclusive = 0;
+  const self = new Map();
+  const isGuard = (n) => guardMatch.test(n.callFrame.url ?? '');
+  for (const [id, us] of hits) {
+    const node = nodes.get(id);
+    if (node === undefined) continue;
+    total += us;
+    const name = node.callFrame.functionName;
+    if (name === '(idle)' || name === '(program)' || name === '(garbage collector)') {
+      if (name === '(idle)') idle += us;
+    }
+    const key = frameName(node);
+    self.set(key, (self.get(key) ?? 0) + us);
+    if (isGuard(node)) guardSelf += us;
+    for (let at = id; at !== undefined; at = parent.get(at)) {
+      const n = nodes.get(at);
+      if (n !== undefined && isGuard(n)) {
+        guardInclusive += us;
+        break;
+      }
+    }
+  }
+  const busy = total - idle;
+  const pct = (us) => (busy > 0 ? Math.round((1000 * us) / busy) / 10 : 0);
+  return {
+    totalMs: Math.round(total / 1000),
+    idlePct: total > 0 ? Math.round((1000 * idle) / total) / 10 : 0,
+    guardSelfPct: pct(guardSelf),
+    guardInclusivePct: pct(guardInclusive),
+    top: [...self]
+      .filter(([name]) => !name.startsWith('(idle)'))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([frame, us]) => ({ frame, selfPct: pct(us), selfMs: Math.round(us / 1000) })),
+  };
+}
+
+export function formatSummary(summary) {
+  const lines = [
+    `sampled ${summary.totalMs} ms, idle ${summary.idlePct}%; of the busy time the guard's code ` +
+      `(dist/) is ${summary.guardSelfPct}% self, ${summary.guardInclusivePct}% inclusive`,
+  ];
+  for (const { frame, selfPct } of summary.top) {
+    lines.push(`  ${String(selfPct).padStart(5)}%  ${frame}`);
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  for (const file of process.argv.slice(2)) {
+    console.log(`${file}\n${formatSummary(summarize(file, { top: 25 }))}`);
+  }
+}

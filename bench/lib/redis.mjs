@@ -1,0 +1,154 @@
+// A private, throwaway redis-server on a free loopback port (no persistence, keyspace
+// notifications on), the real redis-cli, and INFO commandstats — as test/helpers/redis.ts does it.
+
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, HOST, sleep } from './common.mjs';
+
+export function redisCli(port, args) {
+  return new Promise((done, fail) => {
+    execFile('redis-cli', ['-p', String(port), ...args], { timeout: 10_000 }, (error, stdout) => {
+      if (error) fail(new Error(`redis-cli ${args.join(' ')}: ${error.message}`));
+      else done(stdout.replace(/\n$/, ''));
+    });
+  });
+}
+
+/** Starts redis-server; resolves with `{ port, url, cli(...args), stop() }`. */
+export async function startRedis() {
+  const dir = mkdtempSync(join(tmpdir(), 'nsro-bench-redis-'));
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        HOST,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--notify-keyspace-events',
+        'K$gx',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let log = '';
+    const keep = (chunk) => {
+      log = (log + chunk.toString('utf8')).slice(-4000);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const killOnExit = () => child.kill('SIGKILL');
+    process.once('exit', killOnExit);
+    const exited = new Promise((done) => child.once('exit', done));
+    let dead = false;
+    void exited.then(() => {
+      dead = true;
+    });
+    const deadline = Date.now() + 10_000;
+    let up = false;
+    while (!dead && Date.now() < deadline) {
+      try {
+        const info = await redisCli(port, ['info', 'server']);
+        // Ours, not some other process that happened to take the port.
+        if (info.includes(`process_id:${child.pid}\r`)) {
+          up = true;
+          break;
+        }
+      } catch {
+        // not up yet
+      }
+      await sleep(20);
+    }
+    if (up) {
+      return {
+        port,
+        url: `redis://${HOST}:${port}`,
+        cli: (...args) => redisCli(port, args),
+        stop: async () => {
+          process.off('exit', killOnExit);
+          child.kill('SIGTERM');
+          const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+          await exited;
+          clearTimeout(timer);
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    child.kill('SIGKILL');
+    await exited;
+    process.off('exit', killOnExit);
+    if (attempt >= 2) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`redis-server did not start:\n${log}`);
+    }
+  }
+}
+
+/** `INFO commandstats` as `{ mget: calls, get: calls, ... }`. */
+export async function commandCalls(redis) {
+  const info = await redis.cli('info', 'commandstats');
+  const calls = {};
+  for (const line of info.split(/\r?\n/)) {
+    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
+    if (m?.[1] !== undefined && m[2] !== undefined) calls[m[1]] = Number(m[2]);
+  }
+  return calls;
+}
+
+/**
+ * Commands a benchmark step itself sends to read or reset the statistics, or to open its
+ * MONITOR connections (HELLO): none of them comes from the application under test, whose
+ * connections are all open before any measurement starts.
+ */
+const BOOKKEEPING = new Set(['info', 'config', 'config|resetstat', 'ping', 'monitor', 'hello']);
+
+/** The commands in `calls` that the application sent (statistics bookkeeping removed). */
+export function applicationCommands(calls) {
+  const out = {};
+  for (const [name, count] of Object.entries(calls)) {
+    if (!BOOKKEEPING.has(name) && count > 0) out[name] = count;
+  }
+  return out;
+}
+
+export function sum(record) {
+  return Object.values(record).reduce((a, b) => a + b, 0);
+}
+
+/**
+ * Watches every command the server executes (MONITOR) until `stop()`, which resolves with
+ * `{ heartbeats, other }`: commands on `<prefix>proc:*` keys (the migration fence's per-process
+ * heartbeat, which runs on a timer, not per request) and the rest, each as `{ command: calls }`.
+ */
+export async function watchCommands(port, prefix = 'nsro:') {
+  const { Redis } = await import('ioredis');
+  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
+  client.on('error', () => undefined);
+  await client.connect();
+  const monitor = await client.monitor();
+  const heartbeats = {};
+  const other = {};
+  monitor.on('monitor', (_time, args) => {
+    const command = String(args[0]).toLowerCase();
+    if (BOOKKEEPING.has(command) || command.startsWith('config')) return;
+    const into = String(args[1] ?? '').startsWith(`${prefix}proc:`) ? heartbeats : other;
+    into[command] = (into[command] ?? 0) + 1;
+  });
+  return {
+    stop: async () => {
+      // Whatever the server executed before this PING has reached us once its reply is in.
+      await client.ping().catch(() => undefined);
+      monitor.disconnect();
+      client.disconnect();
+      return { heartbeats, other };
+    },
+  };
+}

@@ -1,0 +1,256 @@
+#!/usr/bin/env node
+// The guard's own cost, in process: the middleware function called directly with prepared
+// request objects, next to express-rate-limit's middleware called the same way, in one run.
+//
+//   node bench/micro.mjs --redis-port P [--quick]
+//
+// Prints one JSON line: { cases: { <case>: { nsPerOp, rounds: [...] } }, batch, ... }.
+//
+// How a decision is timed. Each tinybench iteration makes BATCH decisions, each with a fresh
+// request object (a real request is new every time, and the guard memoises on it), and waits
+// until every one has finished: `next()` called or the response ended. The guard finishes
+// synchronously on a cache hit; express-rate-limit is an async function and finishes a few
+// microtasks later — both are timed to the moment `next` runs, which is what a request waits
+// for. The request object carries `_parsedUrl`, the parse Express's router caches on every
+// request before any middleware runs (the guard reuses it; without Express it parses itself).
+// The response is a fresh EventEmitter whose setHeader stores into a dictionary, and it emits
+// `finish` once the decision is made, so work a middleware does when a response ends (the
+// guard's in-flight count for the migration fence) is counted too. `overhead` is the same
+// harness around a middleware that only calls next(): the floor every case includes.
+
+import { EventEmitter } from 'node:events';
+import { parseArgs } from 'node:util';
+import express from 'express';
+import { rateLimit } from 'express-rate-limit';
+import { Redis } from 'ioredis';
+import { namespaceReadOnly, RedisStateStore } from 'namespace-read-only';
+import parseurl from 'parseurl';
+import { Bench } from 'tinybench';
+import { median, round } from './lib/common.mjs';
+
+const { values } = parseArgs({
+  options: {
+    'redis-port': { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    // Only these cases (repeatable), e.g. under `node --cpu-prof` to see where one spends.
+    case: { type: 'string', multiple: true },
+    rounds: { type: 'string' },
+  },
+});
+const quick = values.quick;
+const BATCH = 1000;
+const ROUNDS = values.rounds !== undefined ? Number(values.rounds) : quick ? 1 : 7;
+const TIME_MS = quick ? 40 : 400;
+
+const app = express();
+
+/**
+ * A response as far as the middlewares use one: headers into a dictionary, `end`, and events
+ * (the guard counts an admitted write in flight until its response emits `finish`). Fresh for
+ * every decision, like a real one; `finish` is emitted as soon as the decision is known, so
+ * the cost of leaving the in-flight count is part of the decision.
+ */
+class FakeResponse extends EventEmitter {
+  constructor(done) {
+    super();
+    this.statusCode = 200;
+    this.headersSent = false;
+    this.writableEnded = false;
+    this.headers = Object.create(null);
+    this.done = done;
+  }
+  setHeader(name, value) {
+    this.headers[name.toLowerCase()] = value;
+    return this;
+  }
+  getHeader(name) {
+    return this.headers[name.toLowerCase()];
+  }
+  end() {
+    this.writableEnded = true;
+    this.emit('finish');
+    this.done('end');
+    return this;
+  }
+}
+
+/** A factory of fresh request objects with the same shape Express gives the first middleware. */
+function requests(method, url, headers = {}) {
+  const parsed = parseurl({ url });
+  return () => ({
+    method,
+    url,
+    originalUrl: url,
+    baseUrl: '',
+    headers,
+    _parsedUrl: parsed,
+    ip: '127.0.0.1',
+    app,
+  });
+}
+
+const counts = { next: 0, end: 0, error: 0 };
+
+/** Calls `middleware` once; `done(outcome)` runs when it has finished ('next', 'end', 'error'). */
+function decideOnce(middleware, req, done) {
+  const res = new FakeResponse(done);
+  middleware(req, res, (error) => {
+    res.emit('finish');
+    done(error === undefined ? 'next' : 'error');
+  });
+  return res;
+}
+
+/** One tinybench iteration: BATCH decisions, resolved when the last one has finished. */
+function batchTask(middleware, make) {
+  return () =>
+    new Promise((resolve) => {
+      let pending = BATCH;
+      const finished = (outcome) => {
+        counts[outcome]++;
+        if (--pending === 0) resolve();
+      };
+      for (let i = 0; i < BATCH; i++) decideOnce(middleware, make(), finished);
+    });
+}
+
+const redis = new Redis({
+  host: '127.0.0.1',
+  port: Number(values['redis-port']),
+  lazyConnect: true,
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+});
+redis.on('error', () => undefined);
+await redis.connect();
+await redis.set('nsro:state:frozen', 'maintenance');
+await redis.del('nsro:state:acme');
+// Long cache lifetimes so that no entry expires in the middle of a case: they do not change
+// what a hit costs, only how often one is not a hit.
+const redisStore = new RedisStateStore({ redis, ttl: 600_000, pushTtl: 600_000 });
+const redisGuard = namespaceReadOnly({ store: redisStore });
+await redisStore.ready();
+const memoryGuard = namespaceReadOnly();
+await memoryGuard.store.set('frozen', 'maintenance');
+const limiter = rateLimit({ windowMs: 60_000, limit: 1_000_000_000 });
+
+async function warm() {
+  for (const key of ['acme', 'frozen', '*']) await redisStore.get(key);
+  for (const key of ['acme', 'frozen', '*']) {
+    if (redisStore.peek(key) === undefined) throw new Error(`redis store: ${key} not cached`);
+  }
+}
+
+const json = { 'content-type': 'application/json' };
+const ALL_CASES = [
+  {
+    name: 'overhead',
+    what: 'the harness alone: a middleware that only calls next()',
+    mw: (_req, _res, next) => next(),
+    make: requests('POST', '/acme/proj/-/issues', json),
+    expect: 'next',
+  },
+  {
+    name: 'read',
+    what: 'GET /acme/proj/-/issues',
+    mw: redisGuard,
+    make: requests('GET', '/acme/proj/-/issues'),
+    expect: 'next',
+  },
+  {
+    name: 'writeWarm',
+    what: 'POST /acme/proj/-/issues, writable, Redis store warm cache',
+    mw: redisGuard,
+    make: requests('POST', '/acme/proj/-/issues', json),
+    expect: 'next',
+  },
+  {
+    name: 'writeWarmMemory',
+    what: 'POST /acme/proj/-/issues, writable, memory store',
+    mw: memoryGuard,
+    make: requests('POST', '/acme/proj/-/issues', json),
+    expect: 'next',
+  },
+  {
+    name: 'blockedWarm',
+    what: 'POST /frozen/proj/-/issues, in maintenance, Redis store warm cache: the 503 written',
+    mw: redisGuard,
+    make: requests('POST', '/frozen/proj/-/issues', json),
+    expect: 'end',
+  },
+  {
+    name: 'allowlisted',
+    what: 'POST /frozen/proj.git/git-upload-pack (git fetch) to a namespace in maintenance',
+    mw: redisGuard,
+    make: requests('POST', '/frozen/proj.git/git-upload-pack', {
+      'content-type': 'application/x-git-upload-pack-request',
+    }),
+    expect: 'next',
+  },
+  {
+    name: 'apiEncodedId',
+    what: 'POST /api/v4/projects/acme%2Fsub%2Fproj/issues, writable',
+    mw: redisGuard,
+    make: requests('POST', '/api/v4/projects/acme%2Fsub%2Fproj/issues', json),
+    expect: 'next',
+  },
+  {
+    name: 'rateLimitMemory',
+    what: 'peer: express-rate-limit, memory store, POST /acme/proj/-/issues',
+    mw: limiter,
+    make: requests('POST', '/acme/proj/-/issues', json),
+    expect: 'next',
+  },
+];
+
+const CASES =
+  values.case === undefined ? ALL_CASES : ALL_CASES.filter((c) => values.case.includes(c.name));
+
+// Every case once, checked: the right outcome, and whether it finished synchronously.
+for (const c of CASES) {
+  await warm();
+  let outcome = null;
+  const res = decideOnce(c.mw, c.make(), (o) => {
+    outcome = o;
+  });
+  c.sync = outcome !== null;
+  while (outcome === null) await new Promise((r) => setImmediate(r));
+  if (outcome !== c.expect) {
+    throw new Error(`micro: ${c.name} finished with ${outcome}, expected ${c.expect}`);
+  }
+  if (c.expect === 'end' && res.statusCode !== 503) {
+    throw new Error(`micro: ${c.name} answered ${res.statusCode}`);
+  }
+}
+
+const rounds = Object.fromEntries(CASES.map((c) => [c.name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  await warm();
+  const bench = new Bench({
+    time: TIME_MS,
+    warmupTime: quick ? 10 : 100,
+    iterations: quick ? 5 : 20,
+    throws: true,
+  });
+  for (const c of CASES) bench.add(c.name, batchTask(c.mw, c.make));
+  await bench.run();
+  for (const task of bench.tasks) {
+    const latency = task.result?.latency;
+    if (latency === undefined) throw new Error(`micro: ${task.name} has no result`);
+    rounds[task.name].push((latency.p50 * 1e6) / BATCH);
+  }
+}
+if (counts.error > 0) throw new Error(`micro: ${counts.error} decisions ended in next(error)`);
+
+const cases = {};
+for (const c of CASES) {
+  cases[c.name] = {
+    nsPerOp: round(median(rounds[c.name]), 1),
+    what: c.what,
+    synchronous: c.sync,
+    rounds: rounds[c.name].map((v) => round(v, 1)),
+  };
+}
+await redisGuard.close();
+redis.disconnect();
+console.log(JSON.stringify({ batch: BATCH, roundsRun: ROUNDS, timePerTaskMs: TIME_MS, cases }));

@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// One application process of the propagation benchmark: Express 5 with the guard on a
+// RedisStateStore, listening on 127.0.0.1, plus a probe that asks the same guard about a write
+// (`POST /prop/proj/-/issues`) every millisecond and reports each change of its answer to the
+// parent over IPC, stamped with the wall-clock time the answer was known.
+//
+//   node bench/prop-app.mjs --redis-port P --mode push|ttl [--ttl MS]
+//
+// push: the defaults (subscriber, keyspace notifications, pushTtl 30 s);
+// ttl:  `subscribe: false` and a short `ttl`: changes are seen only when an entry expires.
+
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import express from 'express';
+import { Redis } from 'ioredis';
+import { namespaceReadOnly, RedisStateStore } from 'namespace-read-only';
+import parseurl from 'parseurl';
+import { wallNow } from './lib/common.mjs';
+
+const { values } = parseArgs({
+  options: {
+    'redis-port': { type: 'string' },
+    mode: { type: 'string', default: 'push' },
+    ttl: { type: 'string', default: '250' },
+  },
+});
+
+const redis = new Redis({
+  host: '127.0.0.1',
+  port: Number(values['redis-port']),
+  lazyConnect: true,
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  connectTimeout: 1000,
+});
+redis.on('error', () => undefined);
+await redis.connect();
+const store =
+  values.mode === 'ttl'
+    ? new RedisStateStore({ redis, subscribe: false, ttl: Number(values.ttl) })
+    : new RedisStateStore({ redis });
+const guard = namespaceReadOnly({ store });
+const status = await store.ready();
+if (values.mode !== 'ttl' && !status.keyspaceEvents) {
+  throw new Error(`prop-app: keyspace notifications not in use: ${JSON.stringify(status)}`);
+}
+
+const app = express();
+app.use(guard);
+app.post('/:ns/:project/-/issues', (_req, res) => res.json({ ok: true }));
+const server = http.createServer(app);
+await new Promise((done) => server.listen(0, '127.0.0.1', done));
+
+// The probe: a write as the router would hand it to the guard, fresh each time.
+const url = '/prop/proj/-/issues';
+const parsed = parseurl({ url });
+const headers = { 'content-type': 'application/json' };
+let inFlight = false;
+let blocked = null;
+const response = () => ({
+  statusCode: 200,
+  headersSent: false,
+  writableEnded: false,
+  setHeader() {},
+  end() {
+    settle(true);
+  },
+});
+function settle(isBlocked) {
+  const at = wallNow();
+  inFlight = false;
+  if (isBlocked !== blocked) {
+    blocked = isBlocked;
+    process.send?.({ type: 'flip', blocked, at });
+  }
+}
+function probe() {
+  if (inFlight) return;
+  inFlight = true;
+  const req = { method: 'POST', url, originalUrl: url, baseUrl: '', headers, _parsedUrl: parsed };
+  guard(req, response(), () => settle(false));
+}
+setInterval(probe, 1);
+probe();
+while (blocked === null) await new Promise((done) => setTimeout(done, 5));
+
+console.log(`READY ${JSON.stringify({ port: server.address().port, pid: process.pid, blocked })}`);
+
+const shutdown = () => {
+  server.close();
+  void guard.close().finally(() => {
+    redis.disconnect();
+    process.exit(0);
+  });
+  setTimeout(() => process.exit(0), 2000).unref();
+};
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+process.on('disconnect', shutdown);

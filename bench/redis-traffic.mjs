@@ -1,0 +1,115 @@
+// Redis traffic caused by the guard, counted by the server itself (INFO commandstats):
+// commands per request in steady state, and the reads a stampede of concurrent writes to one
+// cold namespace causes.
+
+import http from 'node:http';
+import { load, SCENARIOS } from './http.mjs';
+import { HOST, round } from './lib/common.mjs';
+import { applicationCommands, commandCalls, sum, watchCommands } from './lib/redis.mjs';
+
+/**
+ * Loads the `guard-redis` server with `scenario` for `duration` seconds between a reset and a
+ * read of the counters. The server also renews its migration-fence registration on a timer
+ * (a SET of `nsro:proc:<id>` every heartbeatTtl / 4): MONITOR tells those apart, so that
+ * `perRequest` counts only what requests caused.
+ */
+async function measure(redis, port, scenario, { duration, connections }) {
+  await redis.cli('config', 'resetstat');
+  const watch = await watchCommands(redis.port);
+  const run = await load(port, scenario, { duration, connections });
+  const commands = applicationCommands(await commandCalls(redis));
+  const { heartbeats, other } = await watch.stop();
+  const background = sum(heartbeats);
+  const caused = Math.max(0, sum(commands) - background);
+  return {
+    requests: run.requests,
+    statuses: run.statuses,
+    seconds: duration,
+    commands,
+    heartbeats,
+    requestCommands: other,
+    perRequest: run.requests > 0 ? caused / run.requests : Number.NaN,
+  };
+}
+
+/** Warm steady state: the server has answered this path before (and again just now). */
+export async function warmCommands(redis, port, options) {
+  const scenario = SCENARIOS.find((s) => s.name === 'guardRedisWriteWarm');
+  await load(port, scenario, { duration: 0.2, connections: options.connections });
+  return measure(redis, port, scenario, options);
+}
+
+/** Churn: commands per request while every request of a run names a namespace new to it. */
+export async function churnCommands(redis, port, options) {
+  const scenario = SCENARIOS.find((s) => s.name === 'guardRedisWriteChurn');
+  return measure(redis, port, scenario, options);
+}
+
+function send(agent, port, method, path) {
+  return new Promise((resolve, reject) => {
+    const body = method === 'GET' ? '' : '{"title":"x"}';
+    const req = http.request(
+      {
+        host: HOST,
+        port,
+        method,
+        path,
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      },
+    );
+    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+let trial = 0;
+
+/**
+ * `writes` concurrent POSTs to one namespace the server has never read. The connections are
+ * opened first with reads (which never consult the store), so the writes leave together over
+ * established sockets; the counters are reset just before. With `maintenance`, the namespace
+ * has a state (the read is then MGET + PTTL) and every write must be refused.
+ */
+export async function stampede(redis, port, { writes, maintenance = false }) {
+  trial++;
+  const namespace = `stampede-${maintenance ? 'm' : 'w'}-${process.pid}-${trial}`;
+  if (maintenance) await redis.cli('set', `nsro:state:${namespace}`, 'maintenance');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  try {
+    const path = `/${namespace}/proj/-/issues`;
+    const opened = await Promise.all(
+      Array.from({ length: writes }, () => send(agent, port, 'GET', path)),
+    );
+    if (opened.some((s) => s !== 200)) throw new Error('stampede: a read was not answered 200');
+    const sockets = Object.values(agent.freeSockets).reduce((n, list) => n + list.length, 0);
+    await redis.cli('config', 'resetstat');
+    const start = performance.now();
+    const statuses = await Promise.all(
+      Array.from({ length: writes }, () => send(agent, port, 'POST', path)),
+    );
+    const ms = performance.now() - start;
+    const commands = applicationCommands(await commandCalls(redis));
+    const counted = {};
+    for (const s of statuses) counted[s] = (counted[s] ?? 0) + 1;
+    const expect = maintenance ? 503 : 200;
+    return {
+      namespace,
+      writes,
+      sockets,
+      ms: round(ms, 1),
+      statuses: counted,
+      allExpected: counted[expect] === writes,
+      commands,
+      reads: (commands.mget ?? 0) + (commands.get ?? 0),
+    };
+  } finally {
+    agent.destroy();
+    if (maintenance) await redis.cli('del', `nsro:state:${namespace}`);
+  }
+}

@@ -1,0 +1,361 @@
+#!/usr/bin/env node
+// `npm run bench [-- --quick] [-- --only http,micro,redis,propagation,memory] [-- --profile <scenario>]`
+//
+// The benchmarks of namespace-read-only (see BENCHMARKS.md for what each one measures and why):
+//   http         end-to-end rps, one server process per configuration, autocannon in this
+//                process, interleaved pairs against bare Express 5
+//   micro        the guard's own cost per decision, in process (bench/micro.mjs, tinybench)
+//   redis        Redis commands per request (warm, churn) and reads caused by a stampede
+//   propagation  time from a change in Redis to every one of 8 processes obeying it
+//   memory       heap held by 100,000 cached namespaces (bench/memory.mjs, --expose-gc)
+//
+// Builds dist/ first when it is missing or older than src/. Starts a private redis-server on a
+// free loopback port and stops it at the end. Loopback only.
+//
+// The full run writes bench/results/latest.json and the results section of BENCHMARKS.md.
+// --quick runs everything scaled down in a few seconds and writes bench/results/quick.json:
+// it checks that the benchmarks run and that every answer is right, never how fast anything is.
+// Exit code: non-zero when something did not run or answered wrongly; a missed target is
+// reported, not an error.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { load, runPairs, SCENARIOS, startServers } from './http.mjs';
+import { ensureBuilt } from './lib/build.mjs';
+import { BENCH_DIR, ROOT, round, runNodeJson, startNode } from './lib/common.mjs';
+import { formatSummary, summarize } from './lib/cpuprofile.mjs';
+import { startRedis } from './lib/redis.mjs';
+import { evaluate, renderMarkdown, updateBenchmarksMd } from './lib/report.mjs';
+import { runPropagation } from './propagation.mjs';
+import { churnCommands, stampede, warmCommands } from './redis-traffic.mjs';
+
+const SECTIONS = ['http', 'micro', 'redis', 'propagation', 'memory'];
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    profile: { type: 'string' },
+    pairs: { type: 'string' },
+    duration: { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+  },
+});
+const quick = values.quick;
+const only = values.only === undefined ? SECTIONS : values.only.split(',').map((s) => s.trim());
+for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s}`);
+
+const P = quick
+  ? {
+      pairs: 1,
+      duration: 0.3,
+      warmup: 0.1,
+      connections: 8,
+      trafficDuration: 0.3,
+      stampedeWrites: 200,
+      stampedeTrials: 1,
+      processes: 2,
+      toggles: 4,
+      cliToggles: 2,
+      ttlToggles: 2,
+      ttl: 100,
+      memoryCount: 10_000,
+      profileSeconds: 1,
+    }
+  : {
+      pairs: 7,
+      duration: 4,
+      warmup: 2,
+      connections: 16,
+      trafficDuration: 5,
+      stampedeWrites: 1000,
+      stampedeTrials: 5,
+      processes: 8,
+      toggles: 60,
+      cliToggles: 60,
+      ttlToggles: 60,
+      ttl: 250,
+      memoryCount: 100_000,
+      profileSeconds: 6,
+    };
+if (values.pairs !== undefined) P.pairs = Number(values.pairs);
+if (values.duration !== undefined) P.duration = Number(values.duration);
+
+const started = Date.now();
+const log = (line) => console.log(line);
+let sectionStart = Date.now();
+/** Logs the time the previous section took; for keeping --quick quick. */
+function lap(what) {
+  const now = Date.now();
+  log(`  (${what}: ${round((now - sectionStart) / 1000, 1)} s)`);
+  sectionStart = now;
+}
+const problems = [];
+
+function git(args) {
+  try {
+    return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    return null;
+  }
+}
+
+function redisVersion() {
+  try {
+    const out = execFileSync('redis-server', ['--version'], { encoding: 'utf8' });
+    return `redis-server ${/v=(\S+)/.exec(out)?.[1] ?? out.trim()}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs `scenario`'s server under `node --cpu-prof`, loads it for `seconds`, and summarises the
+ * profile: where a server spends its time under that load.
+ */
+async function profileScenario(name, redis, seconds) {
+  const scenario = SCENARIOS.find((s) => s.name === name) ?? {
+    name,
+    server: name,
+    request: SCENARIOS[1].request,
+  };
+  const dir = join(os.tmpdir(), `nsro-bench-prof-${process.pid}-${name}`);
+  rmSync(dir, { recursive: true, force: true });
+  const server = await startNode(
+    join(BENCH_DIR, 'server.mjs'),
+    [scenario.server, '--redis-port', String(redis.port)],
+    { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
+  );
+  await load(
+    server.info.port,
+    { ...scenario, churn: false },
+    { duration: 1, connections: P.connections },
+  );
+  const run = await load(server.info.port, scenario, {
+    duration: seconds,
+    connections: P.connections,
+  });
+  await server.stop();
+  const files = (await import('node:fs')).readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  if (files.length === 0) throw new Error(`profile of ${name}: no .cpuprofile written`);
+  const summary = summarize(join(dir, files[0] ?? ''), { top: 12 });
+  rmSync(dir, { recursive: true, force: true });
+  return { scenario: name, server: scenario.server, rps: round(run.rps), ...summary };
+}
+
+ensureBuilt();
+const meta = {
+  date: new Date().toISOString(),
+  quick,
+  node: process.version,
+  cpu: os.cpus()[0]?.model ?? 'unknown',
+  cores: os.cpus().length,
+  memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+  os: `${os.type()} ${os.release()}`,
+  loadAverageAtStart: os.loadavg().map((l) => round(l, 2)),
+  redis: redisVersion(),
+  commit: git(['rev-parse', '--short', 'HEAD']),
+  srcDirty: (git(['status', '--porcelain', '--', 'src']) ?? '') !== '',
+  params: P,
+};
+log(
+  `bench: ${quick ? 'quick' : 'full'} run, ${meta.cores} cores, Node ${meta.node}, load ${meta.loadAverageAtStart.join(' ')}`,
+);
+
+const redis = await startRedis();
+await redis.cli('set', 'nsro:state:frozen', 'maintenance');
+const results = { meta, scenarios: {}, micro: {}, redis: {}, propagation: {}, memory: {} };
+let servers = null;
+
+try {
+  if (values.profile !== undefined) {
+    log(`profile: ${values.profile}, ${P.profileSeconds} s under load`);
+    const summary = await profileScenario(values.profile, redis, P.profileSeconds);
+    log(formatSummary(summary));
+    process.exitCode = 0;
+  } else {
+    const needServers = only.includes('http') || only.includes('redis');
+    if (needServers) {
+      servers = await startServers(SCENARIOS, { redisPort: redis.port });
+      lap('servers started');
+    }
+
+    if (only.includes('http')) {
+      log(
+        `\nhttp: ${P.pairs} interleaved pairs per scenario, ${P.duration} s each, ${P.connections} connections`,
+      );
+      const http = await runPairs(servers, SCENARIOS, { ...P, log });
+      results.scenarios = http.scenarios;
+      problems.push(...http.problems);
+      lap('http');
+    }
+
+    if (only.includes('redis')) {
+      log('\nredis: commands per request and stampede');
+      const port = servers['guard-redis'].info.port;
+      const warm = await warmCommands(redis, port, {
+        duration: P.trafficDuration,
+        connections: P.connections,
+      });
+      if ((warm.statuses[200] ?? 0) !== warm.requests) {
+        problems.push(`redis warm: expected only 200, got ${JSON.stringify(warm.statuses)}`);
+      }
+      const churn = await churnCommands(redis, port, {
+        duration: P.trafficDuration,
+        connections: P.connections,
+      });
+      const trials = [];
+      for (let t = 0; t < P.stampedeTrials; t++) {
+        trials.push(await stampede(redis, port, { writes: P.stampedeWrites }));
+      }
+      const maintenanceTrial = await stampede(redis, port, {
+        writes: P.stampedeWrites,
+        maintenance: true,
+      });
+      for (const t of [...trials, maintenanceTrial]) {
+        if (!t.allExpected) problems.push(`stampede ${t.namespace}: ${JSON.stringify(t.statuses)}`);
+        if (t.reads < 1) problems.push(`stampede ${t.namespace}: no Redis read at all`);
+      }
+      results.redis = {
+        commandsPerRequestWarm: warm.perRequest,
+        warm: {
+          requests: warm.requests,
+          seconds: warm.seconds,
+          commands: warm.commands,
+          requestCommands: warm.requestCommands,
+          heartbeats: warm.heartbeats,
+        },
+        commandsPerRequestChurn: round(churn.perRequest, 5),
+        churn: {
+          requests: churn.requests,
+          seconds: churn.seconds,
+          commands: churn.commands,
+          requestCommands: churn.requestCommands,
+          heartbeats: churn.heartbeats,
+        },
+        stampedeReads: Math.max(...trials.map((t) => t.reads)),
+        stampedeWrites: P.stampedeWrites,
+        stampede: trials,
+        stampedeMaintenance: maintenanceTrial,
+      };
+      log(
+        `  warm: ${JSON.stringify(warm.commands)} over ${warm.requests} requests; churn: ` +
+          `${JSON.stringify(churn.commands)} over ${churn.requests}; stampede reads: ` +
+          `${trials.map((t) => t.reads).join(', ')} (maintenance: ${JSON.stringify(maintenanceTrial.commands)})`,
+      );
+      lap('redis');
+    }
+
+    if (servers !== null) {
+      await Promise.all(Object.values(servers).map((s) => s.stop()));
+      servers = null;
+    }
+
+    if (only.includes('micro')) {
+      log('\nmicro: the guard called in process (tinybench)');
+      const micro = await runNodeJson(join(BENCH_DIR, 'micro.mjs'), [
+        '--redis-port',
+        String(redis.port),
+        ...(quick ? ['--quick'] : []),
+      ]);
+      results.micro = micro.cases;
+      results.microSetup = {
+        batch: micro.batch,
+        rounds: micro.roundsRun,
+        timePerTaskMs: micro.timePerTaskMs,
+      };
+      for (const [name, c] of Object.entries(micro.cases)) {
+        log(`  ${name.padEnd(16)} ${String(c.nsPerOp).padStart(8)} ns/op`);
+        if (!(c.nsPerOp > 0)) problems.push(`micro ${name}: no measurement`);
+      }
+      lap('micro');
+    }
+
+    if (only.includes('propagation')) {
+      log(`\npropagation: ${P.processes} processes`);
+      const prop = await runPropagation(redis, { ...P, log });
+      const pushLists = prop.push.redisCli.applied;
+      results.propagation = {
+        pushP50Ms: pushLists.p50,
+        pushP99Ms: pushLists.p99,
+        ttlOnlyP99Ms: prop.ttlOnly.redisCli.applied.p99,
+        ...prop,
+      };
+      const timedOut =
+        prop.push.redisCli.timedOut + prop.push.cli.timedOut + prop.ttlOnly.redisCli.timedOut;
+      if (timedOut > 0)
+        problems.push(`propagation: ${timedOut} toggles never reached every process`);
+      if (prop.push.http503 !== P.processes) {
+        problems.push(`propagation: ${prop.push.http503}/${P.processes} processes answered 503`);
+      }
+      log(
+        `  push (redis-cli): p50 ${prop.push.redisCli.applied.p50} ms, p99 ${prop.push.redisCli.applied.p99} ms; ` +
+          `CLI: p99 ${prop.push.cli.applied.p99} ms; ttl only: p99 ${prop.ttlOnly.redisCli.applied.p99} ms`,
+      );
+      lap('propagation');
+    }
+
+    if (only.includes('memory')) {
+      log(`\nmemory: ${P.memoryCount.toLocaleString('en')} cached namespaces`);
+      const memory = await runNodeJson(
+        join(BENCH_DIR, 'memory.mjs'),
+        ['--redis-port', String(redis.port), '--count', String(P.memoryCount)],
+        { nodeArgs: ['--expose-gc'] },
+      );
+      results.memory = {
+        ...(P.memoryCount === 100_000 && { bytesFor100kNamespaces: memory.heapUsedBytes }),
+        ...memory,
+      };
+      log(`  heapUsed +${memory.heapUsedBytes} bytes, arrayBuffers +${memory.arrayBuffersBytes}`);
+      lap('memory');
+    }
+
+    // Profiles of whatever missed its end-to-end target, so the report can say why.
+    results.targets = evaluate(results);
+    const missed = results.targets.filter((t) => t.met === false && t.scenario !== undefined);
+    if (!quick && missed.length > 0) {
+      results.profiles = {};
+      const names = [...new Set(['baseline', ...missed.map((t) => t.scenario)])];
+      for (const name of names) {
+        log(`\nprofile: ${name} (node --cpu-prof, ${P.profileSeconds} s under load)`);
+        const summary = await profileScenario(name, redis, P.profileSeconds);
+        results.profiles[name] = summary;
+        log(formatSummary(summary));
+      }
+    }
+  }
+} catch (error) {
+  problems.push(`crashed: ${error?.stack ?? error}`);
+} finally {
+  if (servers !== null) await Promise.all(Object.values(servers).map((s) => s.stop()));
+  await redis.stop();
+}
+
+if (values.profile === undefined) {
+  results.meta.seconds = round((Date.now() - started) / 1000, 1);
+  results.problems = problems;
+  results.targets ??= evaluate(results);
+  log(`\n${renderMarkdown(results)}`);
+  if (!values['no-write'] && only.length === SECTIONS.length) {
+    mkdirSync(join(BENCH_DIR, 'results'), { recursive: true });
+    const file = join(BENCH_DIR, 'results', quick ? 'quick.json' : 'latest.json');
+    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    // In the repository's own style, so that `npm run lint` (biome) accepts the file.
+    spawnSync(join(ROOT, 'node_modules', '.bin', 'biome'), ['format', '--write', file], {
+      stdio: 'ignore',
+    });
+    log(`bench: wrote ${file}`);
+    if (!quick && problems.length === 0) {
+      updateBenchmarksMd(join(ROOT, 'BENCHMARKS.md'), renderMarkdown(results));
+      log('bench: updated the results section of BENCHMARKS.md');
+    }
+  }
+}
+for (const p of problems) console.error(`bench: PROBLEM: ${p}`);
+log(
+  `bench: ${problems.length === 0 ? 'ok' : `${problems.length} problem(s)`} in ${round((Date.now() - started) / 1000, 1)} s`,
+);
+process.exitCode = problems.length === 0 ? 0 : 1;

@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// One application server for the HTTP benchmarks: Express 5 on 127.0.0.1 with the same
+// GitLab-shaped routes in every configuration, and in front of them
+//
+//   baseline      nothing (bare Express 5)
+//   guard-memory  namespaceReadOnly() with its in-memory store; `frozen` is in maintenance
+//   guard-redis   namespaceReadOnly({ store: RedisStateStore }) on --redis-port (defaults:
+//                 ttl 1 s, pushTtl 30 s, subscriber + keyspace notifications)
+//   rate-limit    express-rate-limit with its memory store (limit high enough never to refuse)
+//
+//   node bench/server.mjs <config> [--redis-port P]
+//
+// Prints `READY {"port":...,"pid":...}` once listening. SIGTERM/SIGINT exit through
+// process.exit, so `node --cpu-prof bench/server.mjs ...` writes its profile.
+
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import express from 'express';
+import { rateLimit } from 'express-rate-limit';
+import { Redis } from 'ioredis';
+import { namespaceReadOnly, RedisStateStore } from 'namespace-read-only';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: { 'redis-port': { type: 'string' } },
+});
+const config = positionals[0] ?? 'baseline';
+
+const app = express();
+app.set('etag', false);
+app.set('x-powered-by', false);
+
+let redis = null;
+let guard = null;
+switch (config) {
+  case 'baseline':
+    break;
+  case 'guard-memory':
+    guard = namespaceReadOnly();
+    await guard.store.set('frozen', 'maintenance');
+    break;
+  case 'guard-redis': {
+    redis = new Redis({
+      host: '127.0.0.1',
+      port: Number(values['redis-port']),
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 1000,
+    });
+    redis.on('error', () => undefined);
+    await redis.connect();
+    const store = new RedisStateStore({ redis });
+    guard = namespaceReadOnly({ store });
+    const status = await store.ready();
+    if (!status.subscribed || !status.keyspaceEvents) {
+      throw new Error(`guard-redis: subscriber not ready: ${JSON.stringify(status)}`);
+    }
+    break;
+  }
+  case 'rate-limit':
+    app.use(rateLimit({ windowMs: 60_000, limit: 1_000_000_000 }));
+    break;
+  default:
+    throw new Error(`unknown configuration ${config}`);
+}
+if (guard !== null) app.use(guard);
+app.use(express.json());
+
+const ok = (req, res) => {
+  res.json({ ok: true, ns: req.params.ns ?? null, title: req.body?.title ?? null });
+};
+app.get('/:ns/:project/-/issues', ok);
+app.post('/:ns/:project/-/issues', ok);
+app.post('/:ns/:project.git/git-upload-pack', ok);
+app.post('/api/v4/projects/:id/issues', ok);
+
+const server = http.createServer(app);
+server.keepAliveTimeout = 60_000;
+await new Promise((done) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, done));
+const address = server.address();
+console.log(`READY ${JSON.stringify({ port: address.port, pid: process.pid, config })}`);
+
+let closing = false;
+const shutdown = () => {
+  if (closing) return;
+  closing = true;
+  server.closeAllConnections?.();
+  server.close();
+  void Promise.resolve(guard?.close())
+    .catch(() => undefined)
+    .finally(() => {
+      redis?.disconnect();
+      process.exit(0);
+    });
+  setTimeout(() => process.exit(0), 2000).unref();
+};
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
