@@ -15,6 +15,8 @@ export class InflightWrites {
   admit(namespace: string | null, res: ServerResponse): void {
     // Something that is not a Node response (a direct call in a benchmark) has no end to wait for.
     if (typeof res.on !== 'function') return;
+    // Already over (the client hung up while the check was reading): 'close' will not come again.
+    if (res.destroyed || res.writableFinished) return;
     const leave = this.enter(namespace);
     let done = false;
     const finish = () => {

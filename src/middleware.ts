@@ -177,12 +177,17 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     namespace: string | null,
   ): void {
     if (!(closure instanceof Promise)) return decide(closure, request, namespace);
+    // Counted in flight while it is being decided: one of its two reads may already hold the old,
+    // open state, so a fence that finds the namespace closed before the other read returns must
+    // still wait for this write (it is admitted, and counted again, before this count ends).
+    const deciding = registration === null ? null : inflight.enter(namespace);
     closure
       .then(
         (value) => decide(value, request, namespace),
-        (error: unknown) => storeFailed(request, null, error),
+        (error: unknown) => storeFailed(request, namespace, error),
       )
-      .catch((error: unknown) => failedLate(request, error));
+      .catch((error: unknown) => failedLate(request, error))
+      .finally(() => deciding?.());
   }
 
   /**
@@ -214,16 +219,17 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     refuse(request, { reason, namespace, state });
   }
 
-  function storeFailed(request: Pending, namespace: string | null, error: unknown): void {
+  /** `target`: the namespace the write goes to, when known (it is counted there if let through). */
+  function storeFailed(request: Pending, target: string | null, error: unknown): void {
     if (config.failOpen) {
       troubles.error(
         'store-error-open',
         { err: error, method: request.method, path: shortPath(request.pathname) },
         'namespace-read-only: state unreadable; write allowed (onStoreError: open)',
       );
-      return admit(request, namespace);
+      return admit(request, target);
     }
-    refuse(request, { reason: 'store-error', namespace, detail: String(error) });
+    refuse(request, { reason: 'store-error', namespace: null, detail: String(error) });
   }
 
   /** Lets the write through, counted in flight until its response is over. */
@@ -343,19 +349,20 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     },
     runWrite: {
       value: async <T>(namespace: string, work: () => T | Promise<T>): Promise<T> => {
-        const block = await blockFor(namespace);
-        if (block !== null) throw toError(block, config);
         const key = namespaceKey(namespace);
-        if (registration !== null && !registration.holdsLease()) {
-          throw toError(
-            { reason: 'store-error', namespace: key, detail: 'fence heartbeat lapsed' },
-            config,
-          );
-        }
-        // Counted before anything else can run: a fence that saw the namespace closed after
-        // our check resolved must find this write in flight.
+        // Counted from before the check: its two reads may come back at different times, one of
+        // them still holding the old, open state, and a fence that finds the namespace closed in
+        // between must find this write in flight.
         const leave = inflight.enter(key === '*' ? null : key);
         try {
+          const block = await blockFor(namespace);
+          if (block !== null) throw toError(block, config);
+          if (registration !== null && !registration.holdsLease()) {
+            throw toError(
+              { reason: 'store-error', namespace: key, detail: 'fence heartbeat lapsed' },
+              config,
+            );
+          }
           return await work();
         } finally {
           leave();
