@@ -8,10 +8,14 @@ import type { NamespaceState } from './state.js';
 /**
  * The migration fence. Every process that guards writes registers itself under
  * `<prefix>proc:<id>` with a heartbeat TTL, so the live set is whatever keys exist. An operator's
- * wait bumps an epoch for the namespace and asks, on `<prefix>fence`, for acknowledgements; each
- * live process re-reads the state, and once it sees the namespace closed and its own admitted
- * writes to it have finished, it records `epoch` under `<prefix>fence:<ns>`. The wait returns when
- * every live process has acknowledged this epoch or a later one.
+ * wait bumps the `epoch` field of the hash `<prefix>fence:<ns>` and asks, on `<prefix>fence`, for
+ * acknowledgements; each live process re-reads the state, and once it sees the namespace closed
+ * and its own admitted writes to it have finished, it records the epoch in the same hash under its
+ * id. The wait returns when every live process has acknowledged this epoch or a later one.
+ *
+ * The counter and the acknowledgements live in one key, and an acknowledgement is only recorded
+ * while it does not exceed the counter, so losing keys (eviction, a restart without persistence)
+ * can never leave an old acknowledgement that satisfies a newer wait.
  *
  * Time is only ever measured locally (a process's own monotonic clock for its lease); no two
  * machines' clocks are compared.
@@ -67,6 +71,22 @@ const ACK_TTL_MS = 24 * 3600 * 1000;
 const REQUEST_EVERY_MS = 250;
 const POLL_MS = 25;
 
+/**
+ * Records an acknowledgement: KEYS[1] the fence hash, ARGV id, epoch, TTL. Not when the epoch is
+ * above the hash's counter (the hash was lost since the wait began: that wait cannot be satisfied
+ * any more, and a recreated hash must hold no acknowledgement above its counter); never lowers
+ * a later acknowledgement. Returns 1 when the process's acknowledgement is now >= epoch.
+ */
+const ACK_SCRIPT = `
+redis.call('HDEL', KEYS[1], ARGV[1] .. ':inflight')
+local epoch = tonumber(ARGV[2])
+if epoch > tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') then return 0 end
+if epoch > tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1`;
+
 /** A process taking part in fences: heartbeat, lease, acknowledgements. */
 export class FenceMember {
   readonly id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
@@ -74,18 +94,51 @@ export class FenceMember {
   #timer: NodeJS.Timeout | null = null;
   /** Local monotonic time until which our registration certainly exists. */
   #leaseUntil = 0;
-  readonly #acked = new Map<string, number>();
+  /** Per namespace, the wait last acknowledged (its repeated requests need no work). */
+  readonly #acked = new Map<string, string>();
   readonly #working = new Set<string>();
+  /** The writes in flight of every guard using the store. */
+  readonly #inflight = new Set<InflightWrites>();
 
   constructor(
     private readonly redis: Redis | Cluster,
     private readonly prefix: string,
-    private readonly inflight: InflightWrites,
+    inflight: InflightWrites,
     private readonly options: FenceOptions,
     /** A fresh read (cache bypassed) of whether writes to `namespace` are closed. */
     private readonly closedNow: (namespace: string) => Promise<boolean>,
     private readonly errors: LogLimiter,
-  ) {}
+  ) {
+    this.#inflight.add(inflight);
+  }
+
+  /** Another guard on the same store: its writes count too. */
+  track(inflight: InflightWrites): void {
+    this.#inflight.add(inflight);
+  }
+
+  #count(namespace: string): number {
+    let n = 0;
+    for (const writes of this.#inflight) n += writes.count(namespace);
+    return n;
+  }
+
+  /** Resolves once every guard's writes to `namespace` have drained. */
+  async #drained(namespace: string): Promise<void> {
+    for (;;) {
+      const busy = [...this.#inflight].find((writes) => writes.count(namespace) > 0);
+      if (busy === undefined) return;
+      await busy.drained(namespace);
+    }
+  }
+
+  #snapshot(): Record<string, number> {
+    const total: Record<string, number> = {};
+    for (const writes of this.#inflight) {
+      for (const [ns, n] of Object.entries(writes.snapshot())) total[ns] = (total[ns] ?? 0) + n;
+    }
+    return total;
+  }
 
   /**
    * False once our heartbeat may have lapsed: an operator's wait no longer counts us, so we
@@ -123,7 +176,7 @@ export class FenceMember {
       host: hostname(),
       pid: process.pid,
       startedAt: this.#startedAt,
-      inflight: this.inflight.snapshot(),
+      inflight: this.#snapshot(),
     };
     try {
       await this.redis.set(
@@ -139,9 +192,15 @@ export class FenceMember {
     }
   }
 
-  /** An operator asked every process to acknowledge `epoch` for `namespace`. */
-  async requested(namespace: string, epoch: number): Promise<void> {
-    if ((this.#acked.get(namespace) ?? 0) >= epoch || this.#working.has(namespace)) return;
+  /**
+   * An operator asked every process to acknowledge `epoch` for `namespace`; `wait` identifies that
+   * operator's wait, whose request is repeated until it ends.
+   */
+  async requested(namespace: string, epoch: number, wait = ''): Promise<void> {
+    // Only a repeat of the same wait is skipped, never a lower or equal epoch: the counter starts
+    // again from 1 when Redis lost the hash (eviction, a restart without persistence).
+    const token = `${epoch}:${wait}`;
+    if (this.#acked.get(namespace) === token || this.#working.has(namespace)) return;
     this.#working.add(namespace);
     try {
       if (!(await this.closedNow(namespace))) return; // not (yet) closed here: asked again shortly
@@ -149,12 +208,19 @@ export class FenceMember {
       // themselves yet; one macrotask later they all have.
       await new Promise((resolve) => setImmediate(resolve));
       const key = `${this.prefix}fence:${namespace}`;
-      const waiting = this.inflight.count(namespace);
+      const waiting = this.#count(namespace);
       // Tell the operator what we are waiting for, should the wait time out.
       if (waiting > 0) await this.redis.hset(key, `${this.id}:inflight`, String(waiting));
-      await this.inflight.drained(namespace);
-      await this.redis.multi().hset(key, this.id, String(epoch)).pexpire(key, ACK_TTL_MS).exec();
-      this.#acked.set(namespace, epoch);
+      await this.#drained(namespace);
+      const recorded = await this.redis.eval(
+        ACK_SCRIPT,
+        1,
+        key,
+        this.id,
+        String(epoch),
+        String(ACK_TTL_MS),
+      );
+      if (recorded === 1) this.#acked.set(namespace, token);
     } catch (error) {
       this.errors.warn(
         'fence',
@@ -210,9 +276,14 @@ export async function waitForFence(
       `namespace-read-only: "${namespace}" is not in maintenance; nothing to wait for`,
     );
   }
-  const epoch = await redis.incr(`${prefix}fence-epoch:${namespace}`);
-  const request = JSON.stringify({ namespace, epoch });
   const ackKey = `${prefix}fence:${namespace}`;
+  const bumped = await redis.multi().hincrby(ackKey, 'epoch', 1).pexpire(ackKey, ACK_TTL_MS).exec();
+  const epoch = Number(bumped?.[0]?.[1]);
+  if (bumped === null || bumped[0]?.[0] || !Number.isInteger(epoch)) {
+    throw bumped?.[0]?.[0] ?? new Error('namespace-read-only: Redis transaction aborted');
+  }
+  const wait = Math.random().toString(36).slice(2, 12);
+  const request = JSON.stringify({ namespace, epoch, wait });
   let lastRequest = Number.NEGATIVE_INFINITY;
   for (;;) {
     const now = performance.now();

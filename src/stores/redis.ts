@@ -243,6 +243,8 @@ export class RedisStateStore implements StateStore {
       );
       this.#member.start();
       this.#start();
+    } else {
+      this.#member.track(inflight);
     }
     const member = this.#member;
     return { holdsLease: () => member.holdsLease() };
@@ -491,9 +493,13 @@ export class RedisStateStore implements StateStore {
     const member = this.#member;
     if (member === null) return;
     try {
-      const { namespace, epoch } = JSON.parse(message) as { namespace?: unknown; epoch?: unknown };
+      const { namespace, epoch, wait } = JSON.parse(message) as {
+        namespace?: unknown;
+        epoch?: unknown;
+        wait?: unknown;
+      };
       if (typeof namespace === 'string' && typeof epoch === 'number')
-        void member.requested(namespace, epoch);
+        void member.requested(namespace, epoch, typeof wait === 'string' ? wait : '');
     } catch {
       // not a request of ours
     }
