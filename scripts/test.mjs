@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The whole suite, in one command (`npm test`, called by .ci/run), for a fresh Debian machine with
-// Node 20: installs what is missing, then lint, typecheck, build, the consumer smoke test and
-// vitest. The last line printed is always `N passed, N failed` (vitest's tests plus the consumer
-// smoke checks); the exit code is non-zero if anything failed or if no test ran.
+// Node 20: installs what is missing, then lint, typecheck, build, the consumer smoke test, the
+// quick benchmarks and vitest. The last line printed is always `N passed, N failed` (vitest's
+// tests plus the consumer smoke checks and the benchmark check); the exit code is non-zero if anything failed or if no test ran.
 //
 // Plain Node ESM with builtins only: it runs before `npm ci`. Never reads stdin (CI=true is fine).
 
@@ -136,6 +136,13 @@ for (const r of smoke) {
 }
 console.log(smokeSummary(smoke));
 
+// d2. The benchmarks in quick mode (one check): they must still run and answer right; how fast
+// is not checked here.
+header('benchmarks: npm run bench -- --quick');
+const benchOk = sh('npm', ['run', 'bench', '--', '--quick']) === 0;
+if (benchOk) passed += 1;
+else failed += 1;
+
 // e. Unit and integration tests.
 header('vitest');
 rmSync(REPORT, { force: true });
@@ -190,6 +197,7 @@ console.log(
   `consumer smoke: ${smoke.length - smokeFailed.length} passed, ${smokeFailed.length} failed` +
     (smokeFailed.length > 0 ? ` (${smokeFailed.join(', ')})` : ''),
 );
+console.log(`benchmarks (quick): ${benchOk ? 'ran' : 'FAILED'}`);
 
 // f. The line CI counts.
 finish();
