@@ -68,6 +68,11 @@ function send(agent, port, method, path) {
   });
 }
 
+async function storeGets(port) {
+  const res = await fetch(`http://${HOST}:${port}/-/bench/store-gets`);
+  return (await res.json()).storeGets;
+}
+
 let trial = 0;
 
 /**
@@ -75,12 +80,23 @@ let trial = 0;
  * opened first with reads (which never consult the store), so the writes leave together over
  * established sockets; the counters are reset just before. With `maintenance`, the namespace
  * has a state (the read is then MGET + PTTL) and every write must be refused.
+ *
+ * Left alone, Redis answers the first read in well under a millisecond, while Express takes a
+ * few hundred to take in 1,000 requests: most writes then find the entry already filled, which
+ * shows no stampede but does not test one. With `holdMs`, Redis is held still (CLIENT PAUSE
+ * ALL) while the writes arrive — a slow Redis, the case where a stampede hurts — so that every
+ * write misses the cache while the first read is still out (`waitedForRead` counts them). That
+ * needs a server whose read budget outlasts the pause (`guard-redis-patient`).
  */
-export async function stampede(redis, port, { writes, maintenance = false }) {
+export async function stampede(redis, port, { writes, maintenance = false, holdMs = 0 }) {
   trial++;
   const namespace = `stampede-${maintenance ? 'm' : 'w'}-${process.pid}-${trial}`;
   if (maintenance) await redis.cli('set', `nsro:state:${namespace}`, 'maintenance');
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  const agent = new http.Agent({
+    keepAlive: true,
+    maxSockets: Number.POSITIVE_INFINITY,
+    maxFreeSockets: Number.POSITIVE_INFINITY,
+  });
   try {
     const path = `/${namespace}/proj/-/issues`;
     const opened = await Promise.all(
@@ -88,22 +104,29 @@ export async function stampede(redis, port, { writes, maintenance = false }) {
     );
     if (opened.some((s) => s !== 200)) throw new Error('stampede: a read was not answered 200');
     const sockets = Object.values(agent.freeSockets).reduce((n, list) => n + list.length, 0);
+    const getsBefore = await storeGets(port);
     await redis.cli('config', 'resetstat');
+    if (holdMs > 0) await redis.cli('client', 'pause', String(holdMs), 'ALL');
     const start = performance.now();
     const statuses = await Promise.all(
       Array.from({ length: writes }, () => send(agent, port, 'POST', path)),
     );
     const ms = performance.now() - start;
     const commands = applicationCommands(await commandCalls(redis));
+    const waited = (await storeGets(port)) - getsBefore;
     const counted = {};
     for (const s of statuses) counted[s] = (counted[s] ?? 0) + 1;
     const expect = maintenance ? 503 : 200;
     return {
       namespace,
       writes,
+      holdMs,
       sockets,
       ms: round(ms, 1),
       statuses: counted,
+      // Writes that found no fresh cache entry for the namespace and waited for a read (the
+      // rest hit the entry that read had filled): all of them shared the Redis reads below.
+      waitedForRead: waited,
       allExpected: counted[expect] === writes,
       commands,
       reads: (commands.mget ?? 0) + (commands.get ?? 0),

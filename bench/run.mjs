@@ -57,6 +57,7 @@ const P = quick
       trafficDuration: 0.3,
       stampedeWrites: 200,
       stampedeTrials: 1,
+      stampedeHoldMs: 200,
       processes: 2,
       toggles: 4,
       cliToggles: 2,
@@ -72,7 +73,8 @@ const P = quick
       connections: 16,
       trafficDuration: 5,
       stampedeWrites: 1000,
-      stampedeTrials: 5,
+      stampedeTrials: 3,
+      stampedeHoldMs: 500,
       processes: 8,
       toggles: 60,
       cliToggles: 60,
@@ -207,14 +209,33 @@ try {
         duration: P.trafficDuration,
         connections: P.connections,
       });
+      // The stampede: left alone, and with Redis held still while the writes arrive (on a
+      // server whose read budget outlasts the hold; see redis-traffic.mjs).
+      const patient = await startNode(join(BENCH_DIR, 'server.mjs'), [
+        'guard-redis-patient',
+        '--redis-port',
+        String(redis.port),
+      ]);
       const trials = [];
-      for (let t = 0; t < P.stampedeTrials; t++) {
-        trials.push(await stampede(redis, port, { writes: P.stampedeWrites }));
+      let maintenanceTrial;
+      try {
+        for (let t = 0; t < P.stampedeTrials; t++) {
+          trials.push(await stampede(redis, port, { writes: P.stampedeWrites }));
+          trials.push(
+            await stampede(redis, patient.info.port, {
+              writes: P.stampedeWrites,
+              holdMs: P.stampedeHoldMs,
+            }),
+          );
+        }
+        maintenanceTrial = await stampede(redis, patient.info.port, {
+          writes: P.stampedeWrites,
+          maintenance: true,
+          holdMs: P.stampedeHoldMs,
+        });
+      } finally {
+        await patient.stop();
       }
-      const maintenanceTrial = await stampede(redis, port, {
-        writes: P.stampedeWrites,
-        maintenance: true,
-      });
       for (const t of [...trials, maintenanceTrial]) {
         if (!t.allExpected) problems.push(`stampede ${t.namespace}: ${JSON.stringify(t.statuses)}`);
         if (t.reads < 1) problems.push(`stampede ${t.namespace}: no Redis read at all`);
@@ -244,7 +265,8 @@ try {
       log(
         `  warm: ${JSON.stringify(warm.commands)} over ${warm.requests} requests; churn: ` +
           `${JSON.stringify(churn.commands)} over ${churn.requests}; stampede reads: ` +
-          `${trials.map((t) => t.reads).join(', ')} (maintenance: ${JSON.stringify(maintenanceTrial.commands)})`,
+          `${trials.map((t) => `${t.reads} (${t.waitedForRead} waited)`).join(', ')}; maintenance: ` +
+          `${JSON.stringify(maintenanceTrial.commands)}`,
       );
       lap('redis');
     }

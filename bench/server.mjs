@@ -6,6 +6,7 @@
 //   guard-memory  namespaceReadOnly() with its in-memory store; `frozen` is in maintenance
 //   guard-redis   namespaceReadOnly({ store: RedisStateStore }) on --redis-port (defaults:
 //                 ttl 1 s, pushTtl 30 s, subscriber + keyspace notifications)
+//   guard-redis-patient  the same with `timeout: 2000`, for the stampede (see redis-traffic.mjs)
 //   rate-limit    express-rate-limit with its memory store (limit high enough never to refuse)
 //
 //   node bench/server.mjs <config> [--redis-port P]
@@ -32,6 +33,12 @@ app.set('x-powered-by', false);
 
 let redis = null;
 let guard = null;
+let storeGets = 0;
+
+// Bench instrumentation: `-` is a reserved top-level word, so this path names no namespace.
+app.get('/-/bench/store-gets', (_req, res) => {
+  res.json({ storeGets });
+});
 switch (config) {
   case 'baseline':
     break;
@@ -39,7 +46,8 @@ switch (config) {
     guard = namespaceReadOnly();
     await guard.store.set('frozen', 'maintenance');
     break;
-  case 'guard-redis': {
+  case 'guard-redis':
+  case 'guard-redis-patient': {
     redis = new Redis({
       host: '127.0.0.1',
       port: Number(values['redis-port']),
@@ -50,7 +58,19 @@ switch (config) {
     });
     redis.on('error', () => undefined);
     await redis.connect();
-    const store = new RedisStateStore({ redis });
+    // `patient`: a 2 s read budget instead of 100 ms, for the stampede that holds Redis still.
+    const store = new RedisStateStore({
+      redis,
+      ...(config === 'guard-redis-patient' && { timeout: 2000 }),
+    });
+    // Counts the requests that found no fresh entry for their namespace in the cache (the guard
+    // calls `get` only when the synchronous `peek` has no answer; the instance key `*` is not
+    // counted): in a stampede, every one of them waited for Redis.
+    const get = store.get.bind(store);
+    store.get = (namespace) => {
+      if (namespace !== '*') storeGets++;
+      return get(namespace);
+    };
     guard = namespaceReadOnly({ store });
     const status = await store.ready();
     if (!status.subscribed || !status.keyspaceEvents) {

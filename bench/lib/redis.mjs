@@ -108,7 +108,15 @@ export async function commandCalls(redis) {
  * MONITOR connections (HELLO): none of them comes from the application under test, whose
  * connections are all open before any measurement starts.
  */
-const BOOKKEEPING = new Set(['info', 'config', 'config|resetstat', 'ping', 'monitor', 'hello']);
+const BOOKKEEPING = new Set([
+  'info',
+  'config',
+  'config|resetstat',
+  'ping',
+  'monitor',
+  'hello',
+  'client|pause',
+]);
 
 /** The commands in `calls` that the application sent (statistics bookkeeping removed). */
 export function applicationCommands(calls) {

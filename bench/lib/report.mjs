@@ -166,11 +166,20 @@ export function renderMarkdown(results) {
     lines.push(
       `| commands per request, churn (every run: 10,000 namespaces new to the cache) | ${fmt(r.commandsPerRequestChurn, 4)} (${traffic(r.churn)}) |`,
     );
+    const trial = (t) =>
+      `${t.reads} read${t.reads === 1 ? '' : 's'} (${JSON.stringify(t.commands)}); ` +
+      `${t.waitedForRead} of the writes missed the cache and waited for it; ${t.ms} ms`;
+    const left = r.stampede.filter((t) => t.holdMs === 0);
+    const held = r.stampede.filter((t) => t.holdMs > 0);
     lines.push(
-      `| Redis reads for ${fmt(r.stampedeWrites)} concurrent writes to one cold, writable namespace | ${fmt(r.stampedeReads)} (per trial: ${r.stampede.map((t) => `${JSON.stringify(t.commands)} in ${t.ms} ms`).join('; ')}) |`,
+      `| Redis reads for ${fmt(r.stampedeWrites)} concurrent writes to one cold, writable namespace: the most in any trial | ${fmt(r.stampedeReads)} |`,
+    );
+    lines.push(`| … Redis left alone, per trial | ${left.map(trial).join('<br>')} |`);
+    lines.push(
+      `| … Redis held still ${held[0]?.holdMs ?? '?'} ms (CLIENT PAUSE) while the writes arrive, per trial | ${held.map(trial).join('<br>')} |`,
     );
     lines.push(
-      `| the same, namespace in maintenance (all answered 503) | ${JSON.stringify(r.stampedeMaintenance.commands)} in ${r.stampedeMaintenance.ms} ms |`,
+      `| … the same held, namespace in maintenance (all answered 503) | ${trial(r.stampedeMaintenance)} |`,
     );
     lines.push('');
   }
@@ -231,8 +240,8 @@ export function renderMarkdown(results) {
     lines.push('');
     for (const [name, p] of profiles) {
       lines.push(
-        `- \`${name}\` (${p.server}, ${fmt(p.rps)} rps while profiled): the guard's code ${p.guardSelfPct}% self, ` +
-          `${p.guardInclusivePct}% inclusive. Top: ${p.top
+        `- \`${name}\` (${p.server}, ${fmt(p.rps)} rps while profiled): the guard's own work ${p.guardOwnPct}% ` +
+          `of busy samples (its code's self time ${p.guardSelfPct}%). Top: ${p.top
             .slice(0, 8)
             .map((f) => `${f.frame} ${f.selfPct}%`)
             .join('; ')}`,
