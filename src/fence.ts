@@ -78,7 +78,6 @@ const POLL_MS = 25;
  * a later acknowledgement. Returns 1 when the process's acknowledgement is now >= epoch.
  */
 const ACK_SCRIPT = `
-redis.call('HDEL', KEYS[1], ARGV[1] .. ':inflight')
 local epoch = tonumber(ARGV[2])
 if epoch > tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') then return 0 end
 if epoch > tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') then
@@ -115,12 +114,6 @@ export class FenceMember {
   /** Another guard on the same store: its writes count too. */
   track(inflight: InflightWrites): void {
     this.#inflight.add(inflight);
-  }
-
-  #count(namespace: string): number {
-    let n = 0;
-    for (const writes of this.#inflight) n += writes.count(namespace);
-    return n;
   }
 
   /** Resolves once every guard's writes to `namespace` have drained. */
@@ -208,9 +201,7 @@ export class FenceMember {
       // themselves yet; one macrotask later they all have.
       await new Promise((resolve) => setImmediate(resolve));
       const key = `${this.prefix}fence:${namespace}`;
-      const waiting = this.#count(namespace);
-      // Tell the operator what we are waiting for, should the wait time out.
-      if (waiting > 0) await this.redis.hset(key, `${this.id}:inflight`, String(waiting));
+      // What we are waiting for reaches the operator with each heartbeat (`inflight`).
       await this.#drained(namespace);
       const recorded = await this.redis.eval(
         ACK_SCRIPT,
@@ -303,7 +294,9 @@ export async function waitForFence(
         timeout,
         pending.map((p) => ({
           ...p,
-          inflightHere: Number(acks[`${p.id}:inflight`] ?? p.inflight[namespace] ?? 0),
+          // As of its last heartbeat (at most heartbeatTtl / 4 ago): a count noted when it began
+          // draining would still include every write that has finished since.
+          inflightHere: Number(p.inflight[namespace] ?? 0),
         })),
       );
     }
