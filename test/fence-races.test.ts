@@ -206,6 +206,31 @@ describe('migration fence races', () => {
     });
   });
 
+  it('reports the writes a process still has in flight when the wait gives up', async () => {
+    const client = await connectClient(server.port);
+    const p = await app(client, client);
+    const op = await operator();
+    let release = () => {};
+    let running = 0;
+    const held = p.guard.runWrite('acme', () => {
+      running++;
+      return new Promise<void>((r) => (release = r));
+    });
+    const short = p.guard.runWrite('acme', () => {
+      running++;
+      return sleep(200);
+    });
+    await waitFor(() => running === 2, { what: 'both jobs admitted' });
+    const error = await op.fence('acme', 1500).catch((e: unknown) => e);
+    release();
+    await Promise.all([held, short]);
+    expect(error).toBeInstanceOf(FenceTimeoutError);
+    expect((error as FenceTimeoutError).pending).toEqual([
+      expect.objectContaining({ pid: process.pid, inflightHere: 1 }),
+    ]);
+    expect((error as Error).message).toMatch(/: 1 write\(s\) in flight$/);
+  });
+
   it('does not let an acknowledgement from before the epoch counter was lost satisfy a new wait', async () => {
     const client = await connectClient(server.port);
     const p = await app(client, client);
