@@ -107,6 +107,11 @@ export class FenceMember {
     /** A fresh read (cache bypassed) of whether writes to `namespace` are closed. */
     private readonly closedNow: (namespace: string) => Promise<boolean>,
     private readonly errors: LogLimiter,
+    /**
+     * Called when a heartbeat succeeds after our lease had run out: a wait may have stopped
+     * counting us meanwhile, so nothing read before may be trusted (we heard no fence request).
+     */
+    private readonly forget: () => void = () => undefined,
   ) {
     this.#inflight.add(inflight);
   }
@@ -178,8 +183,10 @@ export class FenceMember {
         'PX',
         this.options.heartbeatTtl,
       );
+      const lapsed = performance.now() >= this.#leaseUntil;
       // Measured from when we sent it: the key cannot outlive that by more than its TTL.
       this.#leaseUntil = sentAt + this.options.heartbeatTtl;
+      if (lapsed) this.forget();
     } catch (error) {
       this.errors.warn('heartbeat', { err: error }, 'namespace-read-only: heartbeat failed');
     }

@@ -240,6 +240,7 @@ export class RedisStateStore implements StateStore {
         { heartbeatTtl: this.#options.heartbeatTtl },
         (namespace) => this.#closedNow(namespace),
         this.#errors,
+        () => this.#cache.invalidateAll(),
       );
       this.#member.start();
       this.#start();
