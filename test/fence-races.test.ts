@@ -180,6 +180,49 @@ describe('migration fence races', () => {
     await expect(op.fence('acme', 3000)).resolves.toMatchObject({ namespace: 'acme' });
   });
 
+  it('re-reads every state when its heartbeat comes back after a lapse', async () => {
+    const client = await connectClient(server.port);
+    const beats = { failing: false };
+    // Heartbeats fail for a while (Redis unreachable for this process, or the process paused).
+    const flaky = new Proxy(client, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'set') {
+          return (...args: Parameters<Redis['set']>) =>
+            beats.failing ? Promise.reject(new Error('unreachable')) : target.set(...args);
+        }
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    // No push reaches it and its cache entries live a minute: it would not hear of a change.
+    const store = new RedisStateStore({
+      redis: flaky,
+      heartbeatTtl: 300,
+      ttl: 60_000,
+      subscribe: false,
+    });
+    const guard = namespaceReadOnly({ store });
+    cleanups.push(() => guard.close());
+    await waitFor(async () => (await client.keys('nsro:proc:*')).length > 0, {
+      what: 'registration',
+    });
+    await guard.runWrite('acme', () => undefined); // acme cached as writable
+    beats.failing = true;
+    await waitFor(async () => (await client.keys('nsro:proc:*')).length === 0, {
+      what: 'the registration to expire',
+    });
+    const op = await operator();
+    await op.fence('acme'); // nobody left to wait for
+    beats.failing = false;
+    await waitFor(async () => (await client.keys('nsro:proc:*')).length > 0, {
+      what: 're-registration',
+    });
+    await expect(
+      guard.runWrite('acme', () => client.rpush('commits', 'acme')),
+    ).rejects.toMatchObject({ code: 'NAMESPACE_MAINTENANCE' });
+    expect(await op.late('acme')).toBe(0);
+  });
+
   it('counts the writes of every guard that shares a store', async () => {
     const client = await connectClient(server.port);
     const store = new RedisStateStore({ redis: client, heartbeatTtl: 1000 });
