@@ -183,7 +183,9 @@ export class FenceMember {
         'PX',
         this.options.heartbeatTtl,
       );
-      const lapsed = performance.now() >= this.#leaseUntil;
+      // Only after a lease we held ran out: the first registration follows the guard's creation
+      // by moments, and the subscriber's start makes anything read before it stale anyway.
+      const lapsed = this.#leaseUntil > 0 && performance.now() >= this.#leaseUntil;
       // Measured from when we sent it: the key cannot outlive that by more than its TTL.
       this.#leaseUntil = sentAt + this.options.heartbeatTtl;
       if (lapsed) this.forget();
