@@ -89,7 +89,8 @@ function requests(method, url, headers = {}) {
   });
 }
 
-const counts = { next: 0, end: 0, error: 0 };
+/** Outcomes per case: every decision of a case must end the way its first one did. */
+const outcomes = {};
 
 /** Calls `middleware` once; `done(outcome)` runs when it has finished ('next', 'end', 'error'). */
 function decideOnce(middleware, req, done) {
@@ -102,7 +103,9 @@ function decideOnce(middleware, req, done) {
 }
 
 /** One tinybench iteration: BATCH decisions, resolved when the last one has finished. */
-function batchTask(middleware, make) {
+function batchTask(name, middleware, make) {
+  const counts = { next: 0, end: 0, error: 0 };
+  outcomes[name] = counts;
   return () =>
     new Promise((resolve) => {
       let pending = BATCH;
@@ -232,7 +235,15 @@ for (let round = 0; round < ROUNDS; round++) {
     iterations: quick ? 5 : 20,
     throws: true,
   });
-  for (const c of CASES) bench.add(c.name, batchTask(c.mw, c.make));
+  for (const c of CASES) {
+    bench.add(c.name, batchTask(c.name, c.mw, c.make), {
+      // Between iterations, untimed: let timers and I/O run. A batch finishes in microtasks, so
+      // without this the event loop would never turn during a case, the store's fence
+      // heartbeat (a timer, then a Redis reply) would stop, and after heartbeatTtl (5 s) the
+      // guard would — rightly — start refusing writes.
+      afterEach: () => new Promise((resolve) => setImmediate(resolve)),
+    });
+  }
   await bench.run();
   for (const task of bench.tasks) {
     const latency = task.result?.latency;
@@ -240,7 +251,15 @@ for (let round = 0; round < ROUNDS; round++) {
     rounds[task.name].push((latency.p50 * 1e6) / BATCH);
   }
 }
-if (counts.error > 0) throw new Error(`micro: ${counts.error} decisions ended in next(error)`);
+for (const c of CASES) {
+  const seen = outcomes[c.name] ?? {};
+  const wrong = Object.entries(seen).filter(([outcome, n]) => outcome !== c.expect && n > 0);
+  if (wrong.length > 0) {
+    throw new Error(
+      `micro: ${c.name}: decisions that did not end in ${c.expect}: ${JSON.stringify(seen)}`,
+    );
+  }
+}
 
 const cases = {};
 for (const c of CASES) {

@@ -24,6 +24,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { load, runPairs, SCENARIOS, startServers } from './http.mjs';
+import { runInServer } from './in-server.mjs';
 import { ensureBuilt } from './lib/build.mjs';
 import { BENCH_DIR, ROOT, round, runNodeJson, startNode } from './lib/common.mjs';
 import { formatSummary, summarize } from './lib/cpuprofile.mjs';
@@ -32,7 +33,7 @@ import { evaluate, renderMarkdown, updateBenchmarksMd } from './lib/report.mjs';
 import { runPropagation } from './propagation.mjs';
 import { churnCommands, stampede, warmCommands } from './redis-traffic.mjs';
 
-const SECTIONS = ['http', 'micro', 'redis', 'propagation', 'memory'];
+const SECTIONS = ['http', 'micro', 'inServer', 'redis', 'propagation', 'memory'];
 
 const { values } = parseArgs({
   options: {
@@ -169,7 +170,15 @@ log(
 
 const redis = await startRedis();
 await redis.cli('set', 'nsro:state:frozen', 'maintenance');
-const results = { meta, scenarios: {}, micro: {}, redis: {}, propagation: {}, memory: {} };
+const results = {
+  meta,
+  scenarios: {},
+  micro: {},
+  inServer: {},
+  redis: {},
+  propagation: {},
+  memory: {},
+};
 let servers = null;
 
 try {
@@ -296,6 +305,24 @@ try {
       lap('micro');
     }
 
+    if (only.includes('inServer')) {
+      log('\ninServer: the middleware timed inside a real server under load');
+      const inServer = await runInServer(redis, {
+        duration: P.duration,
+        warmup: P.warmup,
+        connections: P.connections,
+      });
+      results.inServer = inServer;
+      for (const [name, r] of Object.entries(inServer)) {
+        log(`  ${name.padEnd(16)} ${String(r.nsPerRequest).padStart(8)} ns/request (${r.rps} rps)`);
+        if (Object.keys(r.statuses).some((code) => code !== '200')) {
+          problems.push(`inServer ${name}: expected only 200, got ${JSON.stringify(r.statuses)}`);
+        }
+        if (!(r.requests > 0)) problems.push(`inServer ${name}: nothing was timed`);
+      }
+      lap('inServer');
+    }
+
     if (only.includes('propagation')) {
       log(`\npropagation: ${P.processes} processes`);
       const prop = await runPropagation(redis, { ...P, log });
@@ -335,12 +362,20 @@ try {
       lap('memory');
     }
 
-    // Profiles of whatever missed its end-to-end target, so the report can say why.
+    // Profiles: the baseline, the guard's two warm-write scenarios, and whatever else missed
+    // its end-to-end target, so the report can say where the time goes.
     results.targets = evaluate(results);
     const missed = results.targets.filter((t) => t.met === false && t.scenario !== undefined);
-    if (!quick && missed.length > 0) {
+    if (!quick && only.includes('http')) {
       results.profiles = {};
-      const names = [...new Set(['baseline', ...missed.map((t) => t.scenario)])];
+      const names = [
+        ...new Set([
+          'baseline',
+          'guardMemoryWriteWarm',
+          'guardRedisWriteWarm',
+          ...missed.map((t) => t.scenario),
+        ]),
+      ];
       for (const name of names) {
         log(`\nprofile: ${name} (node --cpu-prof, ${P.profileSeconds} s under load)`);
         const summary = await profileScenario(name, redis, P.profileSeconds);

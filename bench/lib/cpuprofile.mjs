@@ -10,6 +10,7 @@
 
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { ROOT } from './common.mjs';
 
 function frameName(node) {
   const { functionName, url, lineNumber } = node.callFrame;
@@ -18,7 +19,8 @@ function frameName(node) {
   return `${functionName || '(anonymous)'}${where}`;
 }
 
-const GUARD = /\/dist\/(index|bin)\.(c?js|mjs)$/;
+/** The package's own built code (and nothing else's dist/). */
+const GUARD = new RegExp(`^(file://)?${ROOT.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/dist/`);
 const GUARD_DEPENDENCY = /node_modules\/(lru-cache|parseurl|path-to-regexp|pino)\//;
 
 /** Whether a frame decides attribution: user-land code, not internal, native or the guard's dependency. */
@@ -50,6 +52,8 @@ export function summarize(file, { top = 15, guardMatch = GUARD } = {}) {
   let guardInclusive = 0;
   let guardOwn = 0;
   const self = new Map();
+  /** The guard's own samples, by the guard's function they were attributed to. */
+  const own = new Map();
   const isGuard = (n) => guardMatch.test(n.callFrame.url ?? '');
   for (const [id, us] of hits) {
     const node = nodes.get(id);
@@ -72,7 +76,11 @@ export function summarize(file, { top = 15, guardMatch = GUARD } = {}) {
     for (let at = id; at !== undefined; at = parent.get(at)) {
       const n = nodes.get(at);
       if (n === undefined || !decides(n.callFrame.url)) continue;
-      if (isGuard(n)) guardOwn += us;
+      if (isGuard(n)) {
+        guardOwn += us;
+        const key = frameName(n);
+        own.set(key, (own.get(key) ?? 0) + us);
+      }
       break;
     }
   }
@@ -89,6 +97,10 @@ export function summarize(file, { top = 15, guardMatch = GUARD } = {}) {
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([frame, us]) => ({ frame, selfPct: pct(us), selfMs: Math.round(us / 1000) })),
+    guardTop: [...own]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 10)
+      .map(([frame, us]) => ({ frame, pct: pct(us) })),
   };
 }
 
@@ -99,6 +111,12 @@ export function formatSummary(summary) {
   ];
   for (const { frame, selfPct } of summary.top) {
     lines.push(`  ${String(selfPct).padStart(5)}%  ${frame}`);
+  }
+  if (summary.guardTop.length > 0) {
+    lines.push("  the guard's own work, by the guard's function it ran in (with what it called):");
+    for (const { frame, pct } of summary.guardTop) {
+      lines.push(`  ${String(pct).padStart(5)}%  ${frame}`);
+    }
   }
   return lines.join('\n');
 }

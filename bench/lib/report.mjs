@@ -151,6 +151,25 @@ export function renderMarkdown(results) {
     }
     lines.push('');
   }
+  const inServer = Object.entries(results.inServer ?? {});
+  if (inServer.length > 0) {
+    lines.push(
+      '### The same middlewares timed inside a real Express server under load (POST to a writable namespace)',
+    );
+    lines.push('');
+    lines.push('| middleware | ns from entering it until it calls next(), mean | requests timed |');
+    lines.push('| --- | ---: | ---: |');
+    const label = {
+      noop: 'a middleware that only calls next() (the floor)',
+      guardMemory: 'the guard, memory store',
+      guardRedis: 'the guard, Redis store (warm)',
+      rateLimitMemory: 'express-rate-limit, memory store',
+    };
+    for (const [name, x] of inServer) {
+      lines.push(`| ${label[name] ?? name} | ${fmt(x.nsPerRequest)} | ${fmt(x.requests)} |`);
+    }
+    lines.push('');
+  }
   const r = results.redis ?? {};
   if (r.commandsPerRequestWarm !== undefined) {
     lines.push('### Redis traffic (INFO commandstats)');
