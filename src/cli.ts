@@ -287,14 +287,13 @@ export async function main(argv: string[], out = console.log): Promise<number> {
     await store.close();
     return 0;
   } catch (error) {
-    if (error instanceof FenceTimeoutError) {
-      process.stderr.write(`nsro: ${error.message}\n`);
-      return 3;
-    }
     const usage = error instanceof UsageError;
-    // One line, whatever the message (node's parseArgs errors span several).
-    const message = (error as Error).message.replace(/\s*\n\s*/g, ' ');
+    // One line, whatever the message (node's parseArgs errors span several), and one prefix.
+    const message = (error as Error).message
+      .replace(/\s*\n\s*/g, ' ')
+      .replace(/^namespace-read-only: /, '');
     process.stderr.write(`nsro: ${message}${usage ? " (see 'nsro --help')" : ''}\n`);
+    if (error instanceof FenceTimeoutError) return 3;
     return usage ? 2 : 1;
   } finally {
     redis?.disconnect();
