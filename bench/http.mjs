@@ -18,7 +18,8 @@ export const CHURN_NAMESPACES = 10_000;
 
 /**
  * `server`: the configuration under test; `request`: what both sides send; `expect`: the
- * status the configuration must answer (the baseline always answers 200).
+ * status the configuration must answer (the baseline always answers 200). `calibration`: a
+ * check of the method itself (A/A, an empty middleware), left out of --quick.
  */
 export const SCENARIOS = [
   {
@@ -69,6 +70,42 @@ export const SCENARIOS = [
     request: post('/acme/proj/-/issues'),
     expect: 200,
     target: null,
+  },
+  {
+    name: 'aaRead',
+    what: "A/A: a second, identical bare Express process: GET (the method's own bias)",
+    server: 'baseline-b',
+    request: get('/acme/proj/-/issues'),
+    expect: 200,
+    target: null,
+    calibration: true,
+  },
+  {
+    name: 'aaWrite',
+    what: 'A/A: a second, identical bare Express process: POST',
+    server: 'baseline-b',
+    request: post('/acme/proj/-/issues'),
+    expect: 200,
+    target: null,
+    calibration: true,
+  },
+  {
+    name: 'noopLayerRead',
+    what: 'one more middleware that only calls next(): GET (what any layer costs in Express)',
+    server: 'noop',
+    request: get('/acme/proj/-/issues'),
+    expect: 200,
+    target: null,
+    calibration: true,
+  },
+  {
+    name: 'noopLayerWrite',
+    what: 'one more middleware that only calls next(): POST',
+    server: 'noop',
+    request: post('/acme/proj/-/issues'),
+    expect: 200,
+    target: null,
+    calibration: true,
   },
 ];
 

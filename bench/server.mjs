@@ -2,12 +2,13 @@
 // One application server for the HTTP benchmarks: Express 5 on 127.0.0.1 with the same
 // GitLab-shaped routes in every configuration, and in front of them
 //
-//   baseline      nothing (bare Express 5)
+//   baseline      nothing (bare Express 5); `baseline-b` is a second, identical process
 //   guard-memory  namespaceReadOnly() with its in-memory store; `frozen` is in maintenance
 //   guard-redis   namespaceReadOnly({ store: RedisStateStore }) on --redis-port (defaults:
 //                 ttl 1 s, pushTtl 30 s, subscriber + keyspace notifications)
 //   guard-redis-patient  the same with `timeout: 2000`, for the stampede (see redis-traffic.mjs)
 //   rate-limit    express-rate-limit with its memory store (limit high enough never to refuse)
+//   noop          one middleware that only calls next(): what any middleware layer costs
 //
 //   node bench/server.mjs <config> [--redis-port P] [--time-middleware]
 //
@@ -41,6 +42,7 @@ app.get('/-/bench/store-gets', (_req, res) => {
 });
 switch (config) {
   case 'baseline':
+  case 'baseline-b': // a second, identical process: the A/A check of the method
     break;
   case 'guard-memory':
     guard = namespaceReadOnly();
@@ -80,6 +82,9 @@ switch (config) {
   }
   case 'rate-limit':
     guard = rateLimit({ windowMs: 60_000, limit: 1_000_000_000 });
+    break;
+  case 'noop':
+    guard = (_req, _res, next) => next();
     break;
   default:
     throw new Error(`unknown configuration ${config}`);

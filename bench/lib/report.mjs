@@ -248,7 +248,8 @@ export function renderMarkdown(results) {
     lines.push('| --- | ---: | --- | --- |');
     for (const t of targets) {
       const verdict = t.met === null ? 'not measured' : t.met ? 'met' : `**missed**: ${t.by}`;
-      const digits = typeof t.value === 'number' && !Number.isInteger(t.value) ? 3 : 0;
+      const v = typeof t.value === 'number' ? Math.abs(t.value) : 0;
+      const digits = Number.isInteger(t.value) ? 0 : v < 10 ? 3 : v < 1000 ? 1 : 0;
       lines.push(`| \`${t.name}\` | ${fmt(t.value, digits)} | ${t.target} | ${verdict} |`);
     }
     lines.push('');
@@ -258,9 +259,11 @@ export function renderMarkdown(results) {
     lines.push('### Server profiles (node --cpu-prof under load; self time, % of busy samples)');
     lines.push('');
     for (const [name, p] of profiles) {
+      const own = (p.guardTop ?? []).filter((f) => f.pct > 0);
       lines.push(
-        `- \`${name}\` (${p.server}, ${fmt(p.rps)} rps while profiled): the guard's own work ${p.guardOwnPct}% ` +
-          `of busy samples (its code's self time ${p.guardSelfPct}%). Top: ${p.top
+        `- \`${name}\` (${p.server}, ${fmt(p.rps)} rps while profiled): the guard's own work ` +
+          `${p.guardOwnPct}% of busy samples${own.length > 0 ? ` (${own.map((f) => `${f.frame} ${f.pct}%`).join(', ')})` : ''}. ` +
+          `Top frames: ${p.top
             .slice(0, 8)
             .map((f) => `${f.frame} ${f.selfPct}%`)
             .join('; ')}`,
