@@ -11,23 +11,15 @@ export class InflightWrites {
   #total = 0;
   readonly #waiters = new Set<{ namespace: string; resolve: () => void }>();
 
-  /** Counts an admitted HTTP write until its response finishes or its connection closes. */
+  /** Counts an admitted HTTP write until its response is over: finished, or its connection closed. */
   admit(namespace: string | null, res: ServerResponse): void {
     // Something that is not a Node response (a direct call in a benchmark) has no end to wait for.
     if (typeof res.on !== 'function') return;
     // Already over (the client hung up while the check was reading): 'close' will not come again.
     if (res.destroyed || res.writableFinished) return;
-    const leave = this.enter(namespace);
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      res.off('finish', finish);
-      res.off('close', finish);
-      leave();
-    };
-    res.on('finish', finish);
-    res.on('close', finish);
+    // 'close' follows 'finish' on every response (and stands alone when the connection drops),
+    // so one listener covers both; `leave` is idempotent.
+    res.on('close', this.enter(namespace));
   }
 
   /** Counts a write in progress; call the returned function exactly once when it is over. */

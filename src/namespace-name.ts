@@ -44,16 +44,18 @@ const MAX_NAME_LENGTH = 255;
  */
 const REFUSED = '%;\\?#"<>`{}|^';
 
+/** Per ASCII code: 1 where a name may carry the character. Printable ASCII minus REFUSED. */
+const ALLOWED = new Uint8Array(128);
+for (let c = 0x21; c < 0x7f; c++) ALLOWED[c] = REFUSED.includes(String.fromCharCode(c)) ? 0 : 1;
+
 /** `null` when `name` is a valid namespace name, else why not. Linear, no RegExp. */
 export function invalidNameReason(name: string): string | null {
   if (name.length === 0) return 'empty';
   if (name.length > MAX_NAME_LENGTH) return 'too-long';
   if (name === '.' || name === '..') return 'dot-segment';
   for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
     // Printable ASCII only: no controls, no space, no DEL, nothing that case-folds from Unicode.
-    if (c <= 0x20 || c >= 0x7f) return 'invalid-character';
-    if (REFUSED.includes(name[i] as string)) return 'invalid-character';
+    if (ALLOWED[name.charCodeAt(i)] !== 1) return 'invalid-character';
   }
   return null;
 }

@@ -86,13 +86,7 @@ function readsAsDotSegment(segment: string): boolean {
   let current = segment;
   // Each round peels one layer of encoding; four covers `%25252e` and anything sane.
   for (let round = 0; round < 4; round++) {
-    if (current.indexOf('.') !== -1) {
-      for (const part of current.split(SEPARATOR)) {
-        const semicolon = part.indexOf(';');
-        const name = semicolon === -1 ? part : part.slice(0, semicolon);
-        if (name === '.' || name === '..') return true;
-      }
-    }
+    if (current.indexOf('.') !== -1 && hasDotPart(current)) return true;
     if (current.indexOf('%') === -1) return false;
     const decoded = current.replace(ASCII_ESCAPE, decodeAscii);
     if (decoded === current) return false;
@@ -101,7 +95,27 @@ function readsAsDotSegment(segment: string): boolean {
   return false;
 }
 
-const SEPARATOR = /[/\\]/;
+/** Whether a `/`- or `\`-separated part, cut at its `;` parameters, is `.` or `..`. No allocation. */
+function hasDotPart(text: string): boolean {
+  let start = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i === text.length ? 0x2f : text.charCodeAt(i);
+    if (c !== 0x2f && c !== 0x5c) continue;
+    const semicolon = text.indexOf(';', start);
+    const end = semicolon !== -1 && semicolon < i ? semicolon : i;
+    const length = end - start;
+    if (
+      (length === 1 || length === 2) &&
+      text.charCodeAt(start) === 0x2e &&
+      (length === 1 || text.charCodeAt(start + 1) === 0x2e)
+    ) {
+      return true;
+    }
+    start = i + 1;
+  }
+  return false;
+}
+
 /** Only ASCII escapes matter here (`.`, `/`, `\`, `;`, `%`); a malformed one is left as it is. */
 const ASCII_ESCAPE = /%([0-7][0-9a-f])/gi;
 const decodeAscii = (_: string, hex: string) => String.fromCharCode(Number.parseInt(hex, 16));

@@ -32,6 +32,8 @@ interface Entry {
   readonly state: NamespaceState | null;
   /** When the read that produced it was issued: anything changed after this may be missing. */
   readonly at: number;
+  /** The invalidateAll() generation the read was issued in; any later one makes it stale. */
+  readonly generation: number;
 }
 
 /** How the cache came to re-read a key, for the transition log. */
@@ -47,7 +49,8 @@ export class StateCache {
   readonly #options: StateCacheOptions;
   readonly #now: () => number;
   /** Entries read before this moment are stale (set when the push channel was (re)connected or lost). */
-  #validAfter = Number.NEGATIVE_INFINITY;
+  /** Bumped by invalidateAll(): a counter, not a time, so no read can tie with it. */
+  #generation = 0;
   /** The latest read error per key, until a read of that key succeeds. */
   readonly #failures = new Map<string, unknown>();
   #trusted = false;
@@ -108,7 +111,7 @@ export class StateCache {
 
   /** Everything read so far may be out of date (the push channel reconnected or dropped). */
   invalidateAll(): void {
-    this.#validAfter = this.#now();
+    this.#generation++;
   }
 
   /** While trusted, entries live `pushTtl`; otherwise `ttl`. Losing trust ages entries at once. */
@@ -130,8 +133,7 @@ export class StateCache {
   }
 
   #isFresh(entry: Entry, now: number): boolean {
-    // `<=`: a read issued in the same millisecond may have been answered before the change.
-    if (entry.at <= this.#validAfter) return false;
+    if (entry.generation !== this.#generation) return false;
     const expiresAt = entry.state?.expiresAt;
     if (expiresAt !== undefined && now >= expiresAt.getTime()) return false;
     return now - entry.at <= (this.#trusted ? this.#options.pushTtl : this.#options.ttl);
@@ -144,6 +146,7 @@ export class StateCache {
     signal: AbortSignal,
   ): Promise<Entry> {
     const at = this.#now();
+    const generation = this.#generation;
     let state: NamespaceState | null;
     try {
       state = await this.#options.load(key);
@@ -154,7 +157,7 @@ export class StateCache {
       this.#failures.set(key, error);
       throw error;
     }
-    const entry: Entry = { state, at };
+    const entry: Entry = { state, at, generation };
     if (!signal.aborted) this.#logTransition(key, context.previous ?? stale, entry, context.cause);
     return entry;
   }
