@@ -4,6 +4,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { InflightWrites } from './inflight.js';
 import type { LogLimiter } from './log-limiter.js';
 import type { NamespaceState } from './state.js';
+import { escapeGlob, scanAll } from './stores/redis-keys.js';
 
 /**
  * The migration fence. Every process that guards writes registers itself under
@@ -311,25 +312,4 @@ export async function waitForFence(
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
-}
-
-async function scanAll(redis: Redis | Cluster, pattern: string): Promise<string[]> {
-  const nodes =
-    (redis as { isCluster?: boolean }).isCluster === true
-      ? (redis as Cluster).nodes('master')
-      : [redis as Redis];
-  const keys = new Set<string>();
-  for (const node of nodes) {
-    let cursor = '0';
-    do {
-      const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-      cursor = next;
-      for (const k of found) keys.add(k);
-    } while (cursor !== '0');
-  }
-  return [...keys];
-}
-
-export function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
 }

@@ -15,6 +15,7 @@ import {
 } from '../state.js';
 import { StateCache } from '../state-cache.js';
 import type { SetOptions, StateStore, WriterRegistration } from '../store.js';
+import { escapeGlob, isCluster, scanAll } from './redis-keys.js';
 
 /**
  * States in Redis, shared by a fleet: `<prefix>state:<root namespace>` holds `maintenance`,
@@ -265,25 +266,8 @@ export class RedisStateStore implements StateStore {
 
   /** Every namespace with a state, read straight from Redis (SCAN, every master of a Cluster). */
   async list(): Promise<{ namespace: string; state: NamespaceState }[]> {
-    const nodes = isCluster(this.redis) ? this.redis.nodes('master') : [this.redis];
-    const keys: string[] = [];
-    for (const node of nodes) {
-      let cursor = '0';
-      do {
-        const [next, found] = await node.scan(
-          cursor,
-          'MATCH',
-          `${escapeGlob(this.prefix)}state:*`,
-          'COUNT',
-          200,
-        );
-        cursor = next;
-        keys.push(...found);
-      } while (cursor !== '0');
-    }
-    const names = [...new Set(keys)]
-      .map((k) => k.slice(this.prefix.length + 'state:'.length))
-      .sort();
+    const keys = await scanAll(this.redis, `${escapeGlob(this.prefix)}state:*`);
+    const names = keys.map((k) => k.slice(this.prefix.length + 'state:'.length)).sort();
     const states = await this.#read(names);
     return names.flatMap((namespace, i) => {
       const state = states[i];
@@ -533,14 +517,6 @@ function mergeFlags(flags: string): string {
   let merged = flags;
   for (const f of 'K$gx') if (!merged.includes(f)) merged += f;
   return merged;
-}
-
-function isCluster(redis: Redis | Cluster): redis is Cluster {
-  return (redis as { isCluster?: boolean }).isCluster === true;
-}
-
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 async function exec(multi: ReturnType<Redis['multi']>): Promise<void> {
