@@ -21,9 +21,11 @@ import type { StateStore } from './store.js';
  *   2. resolve the root namespace from the path the router will match;
  *   3. read the namespace's and the instance's state (memoised, synchronous when cached);
  *   4. let allowlisted routes through;
- *   5. answer a blocked write with 503 before anything reads its body.
+ *   5. answer a blocked write with 503 before anything reads its body;
+ *   6. count an admitted write in flight until its response is over (only with a store that
+ *      takes part in the migration fence).
  * The allowlist is consulted only when a write would be blocked, so an ordinary write costs a
- * parse and a state lookup and nothing more.
+ * parse, a state lookup and (with the fence) one listener, and nothing more.
  */
 
 export type NextFunction = (error?: unknown) => void;
