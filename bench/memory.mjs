@@ -11,8 +11,8 @@
 // heap) is reported beside it.
 
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
 import { RedisStateStore } from 'namespace-read-only';
+import { connectDataClient } from './lib/redis.mjs';
 
 const { values } = parseArgs({
   options: { 'redis-port': { type: 'string' }, count: { type: 'string', default: '100000' } },
@@ -25,15 +25,7 @@ function settle() {
   return process.memoryUsage();
 }
 
-const redis = new Redis({
-  host: '127.0.0.1',
-  port: Number(values['redis-port']),
-  lazyConnect: true,
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-});
-redis.on('error', () => undefined);
-await redis.connect();
+const redis = await connectDataClient(values['redis-port']);
 await redis.ping();
 
 const before = settle();

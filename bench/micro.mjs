@@ -22,11 +22,11 @@ import { EventEmitter } from 'node:events';
 import { parseArgs } from 'node:util';
 import express from 'express';
 import { rateLimit } from 'express-rate-limit';
-import { Redis } from 'ioredis';
 import { namespaceReadOnly, RedisStateStore } from 'namespace-read-only';
 import parseurl from 'parseurl';
 import { Bench } from 'tinybench';
 import { median, round } from './lib/common.mjs';
+import { connectDataClient } from './lib/redis.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -117,15 +117,7 @@ function batchTask(name, middleware, make) {
     });
 }
 
-const redis = new Redis({
-  host: '127.0.0.1',
-  port: Number(values['redis-port']),
-  lazyConnect: true,
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-});
-redis.on('error', () => undefined);
-await redis.connect();
+const redis = await connectDataClient(values['redis-port']);
 await redis.set('nsro:state:frozen', 'maintenance');
 await redis.del('nsro:state:acme');
 // Long cache lifetimes so that no entry expires in the middle of a case: they do not change

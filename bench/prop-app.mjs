@@ -12,10 +12,10 @@
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import express from 'express';
-import { Redis } from 'ioredis';
 import { namespaceReadOnly, RedisStateStore } from 'namespace-read-only';
 import parseurl from 'parseurl';
 import { wallNow } from './lib/common.mjs';
+import { connectDataClient } from './lib/redis.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -25,16 +25,7 @@ const { values } = parseArgs({
   },
 });
 
-const redis = new Redis({
-  host: '127.0.0.1',
-  port: Number(values['redis-port']),
-  lazyConnect: true,
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-  connectTimeout: 1000,
-});
-redis.on('error', () => undefined);
-await redis.connect();
+const redis = await connectDataClient(values['redis-port']);
 const store =
   values.mode === 'ttl'
     ? new RedisStateStore({ redis, subscribe: false, ttl: Number(values.ttl) })

@@ -19,8 +19,8 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import express from 'express';
 import { rateLimit } from 'express-rate-limit';
-import { Redis } from 'ioredis';
 import { namespaceReadOnly, RedisStateStore } from 'namespace-read-only';
+import { connectDataClient } from './lib/redis.mjs';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -50,16 +50,7 @@ switch (config) {
     break;
   case 'guard-redis':
   case 'guard-redis-patient': {
-    redis = new Redis({
-      host: '127.0.0.1',
-      port: Number(values['redis-port']),
-      lazyConnect: true,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 1000,
-    });
-    redis.on('error', () => undefined);
-    await redis.connect();
+    redis = await connectDataClient(values['redis-port']);
     // `patient`: a 2 s read budget instead of 100 ms, for the stampede that holds Redis still.
     const store = new RedisStateStore({
       redis,

@@ -5,7 +5,26 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { freePort, HOST, sleep } from './common.mjs';
+
+/**
+ * A connected client for the data path, with the settings node-notes recommends (no offline
+ * queue, one retry, a short connect timeout): a dead Redis fails fast instead of queueing.
+ */
+export async function connectDataClient(port) {
+  const redis = new Redis({
+    host: HOST,
+    port: Number(port),
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 1000,
+  });
+  redis.on('error', () => undefined);
+  await redis.connect();
+  return redis;
+}
 
 export function redisCli(port, args) {
   return new Promise((done, fail) => {
