@@ -71,6 +71,8 @@ export class FenceTimeoutError extends Error {
 const ACK_TTL_MS = 24 * 3600 * 1000;
 const REQUEST_EVERY_MS = 250;
 const POLL_MS = 25;
+/** Heartbeat interval while draining for a fence (ms). */
+const DRAINING_BEAT_MS = 100;
 
 /**
  * Records an acknowledgement: KEYS[1] the fence hash, ARGV id, epoch, TTL. Not when the epoch is
@@ -211,8 +213,16 @@ export class FenceMember {
       // themselves yet; one macrotask later they all have.
       await new Promise((resolve) => setImmediate(resolve));
       const key = `${this.prefix}fence:${namespace}`;
-      // What we are waiting for reaches the operator with each heartbeat (`inflight`).
-      await this.#drained(namespace);
+      // What we are waiting for reaches the operator with each heartbeat (`inflight`); while we
+      // wait, beat often, so a timed-out wait reports the writes still running, not those of
+      // up to heartbeatTtl/4 ago.
+      const reporting = setInterval(() => void this.#beat(), DRAINING_BEAT_MS);
+      reporting.unref();
+      try {
+        await this.#drained(namespace);
+      } finally {
+        clearInterval(reporting);
+      }
       const recorded = await this.redis.eval(
         ACK_SCRIPT,
         1,
@@ -304,7 +314,7 @@ export async function waitForFence(
         timeout,
         pending.map((p) => ({
           ...p,
-          // As of its last heartbeat (at most heartbeatTtl / 4 ago): a count noted when it began
+          // As of its last heartbeat (every 100 ms while it drains): a count noted when it began
           // draining would still include every write that has finished since.
           inflightHere: Number(p.inflight[namespace] ?? 0),
         })),
