@@ -44,7 +44,7 @@ console.log(`fence-check: ${runs} runs`);
 const started = process.hrtime.bigint();
 const result = spawnSync(
   join(root, 'node_modules', '.bin', 'vitest'),
-  ['run', 'test/fence.test.ts', '--reporter=verbose'],
+  ['run', 'test/e2e/fence.test.ts', '--reporter=verbose'],
   {
     cwd: root,
     stdio: ['ignore', 'inherit', 'inherit'],

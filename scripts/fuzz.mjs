@@ -42,7 +42,7 @@ console.log(`fuzz: ${runs} requests, seed ${seed}`);
 const started = process.hrtime.bigint();
 const result = spawnSync(
   join('node_modules', '.bin', 'vitest'),
-  ['run', 'test/fuzz.test.ts', '--reporter=verbose'],
+  ['run', 'test/e2e/fuzz.test.ts', '--reporter=verbose'],
   {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, FUZZ_RUNS: String(runs), FUZZ_SEED: String(seed) },

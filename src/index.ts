@@ -1,26 +1,41 @@
-export type { AllowRule, RouteParams } from './allowlist.js';
-export { NamespaceReadOnlyError, OptionsError } from './errors.js';
+/** The public surface: everything a user imports, and nothing else. */
+
 export {
   FenceTimeoutError,
+  NamespaceNameError,
+  NamespaceReadOnlyError,
+  NotInMaintenanceError,
+  OptionsError,
   type ProcessInfo,
-  type WaitOptions,
-  type WaitResult,
-} from './fence.js';
-export { type GitlabAllowlistOptions, gitlabAllowlist } from './gitlab-allowlist.js';
-export { gitlabRoutes } from './gitlab-routes.js';
+  REFUSAL_CODES,
+  RedisTransactionError,
+  type RefusalCode,
+  type RefusalReason,
+  StateValueError,
+  StoreReadError,
+  StoreTimeoutError,
+} from './errors.js';
+export { InflightWrites } from './fence/inflight.js';
+export type { WaitOptions, WaitResult } from './fence/wait.js';
+export type { Checks } from './guard/checks.js';
 export {
   type NamespaceReadOnlyMiddleware,
   type NextFunction,
   namespaceReadOnly,
-} from './middleware.js';
-export type { Logger, NamespaceReadOnlyOptions, ResolveId } from './options.js';
-export { type IdKind, type NamespaceRoutes, patternRoutes, type Target } from './routes.js';
-export { INSTANCE, type NamespaceState, type StateInput } from './state.js';
-export type { SetOptions, StateStore, WriterRegistration } from './store.js';
+} from './guard/middleware.js';
+export type { Logger } from './logger.js';
+export type { NamespaceReadOnlyOptions, ResolveId } from './options.js';
+export type { AllowRule, RouteParams } from './routing/allowlist.js';
+export { type GitlabAllowlistOptions, gitlabAllowlist } from './routing/gitlab-allowlist.js';
+export { gitlabRoutes } from './routing/gitlab-routes.js';
+export { patternRoutes } from './routing/pattern-routes.js';
+export type { IdKind, NamespaceRoutes, Target } from './routing/target.js';
+export { INSTANCE, type NamespaceState, type StateInput } from './state/values.js';
 export { MemoryStateStore } from './stores/memory.js';
+export type { RedisStateStoreOptions } from './stores/redis/options.js';
 export {
   type EnableOptions,
   RedisStateStore,
-  type RedisStateStoreOptions,
   type RedisStateStoreStatus,
-} from './stores/redis.js';
+} from './stores/redis/store.js';
+export type { SetOptions, StateStore, WriterRegistration } from './stores/store.js';

@@ -1,20 +1,17 @@
-import pino from 'pino';
-import { type AllowlistMatch, type AllowRule, compileAllowlist } from './allowlist.js';
 import { OptionsError } from './errors.js';
-import { gitlabAllowlist } from './gitlab-allowlist.js';
-import { gitlabRoutes } from './gitlab-routes.js';
-import type { IdKind, NamespaceRoutes } from './routes.js';
-import { patternRoutes } from './routes.js';
-import type { StateStore } from './store.js';
+import { isLogger, type Logger, safeLogger, silentLogger } from './logger.js';
+import { type AllowlistMatch, type AllowRule, compileAllowlist } from './routing/allowlist.js';
+import { gitlabAllowlist } from './routing/gitlab-allowlist.js';
+import { gitlabRoutes } from './routing/gitlab-routes.js';
+import { patternRoutes } from './routing/pattern-routes.js';
+import type { IdKind, NamespaceRoutes } from './routing/target.js';
 import { MemoryStateStore } from './stores/memory.js';
+import type { StateStore } from './stores/store.js';
 
-/** Any pino-compatible logger: `(object, message)` methods. */
-export interface Logger {
-  warn(object: object, message?: string): void;
-  info(object: object, message?: string): void;
-  debug(object: object, message?: string): void;
-  error(object: object, message?: string): void;
-}
+/**
+ * The guard's options, validated once into a `Config`, and the checks every options object in
+ * this library uses (unknown keys rejected with a did-you-mean, errors that name the option).
+ */
 
 /** Maps a numeric REST API id to a full path (`'acme/team/proj'`), or `null` when none exists. */
 export type ResolveId = (
@@ -45,13 +42,15 @@ export interface NamespaceReadOnlyOptions {
   onStoreError?: 'closed' | 'open';
   /** Default message for namespaces in maintenance that carry none. */
   message?: string;
-  /** A pino-compatible logger. Default: silent. */
+  /** A pino-compatible logger. Default: silent. Its throws are swallowed. */
   logger?: Logger;
 }
 
 /** Everything derived from the options, computed once when the guard is created. */
 export interface Config {
   readonly store: StateStore;
+  /** True when the guard created the store itself, and so may close it. */
+  readonly ownsStore: boolean;
   readonly routes: NamespaceRoutes;
   readonly allowedBy: AllowlistMatch;
   readonly relativeUrlRoot: string;
@@ -76,23 +75,10 @@ const OPTION_NAMES: Record<keyof NamespaceReadOnlyOptions, true> = {
 };
 
 export function resolveOptions(options: unknown): Config {
-  if (options === undefined || options === null) options = {};
-  if (typeof options !== 'object' || Array.isArray(options)) {
-    throw new OptionsError('options', 'an object', options);
-  }
-  const o = options as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!(key in OPTION_NAMES)) {
-      const hint = suggest(key);
-      throw new OptionsError(
-        key,
-        `one of the known options${hint ? ` (did you mean \`${hint}\`?)` : ''}`,
-        o[key],
-      );
-    }
-  }
+  const o = optionsObject(options, OPTION_NAMES, 'option');
   return {
     store: storeOption(o.store),
+    ownsStore: o.store === undefined,
     routes: routesOption(o.routes),
     // `undefined` only: `null` is a mistake to report, not a request for GitLab's allowlist.
     allowedBy: compileAllowlist(o.allowlist === undefined ? gitlabAllowlist() : o.allowlist),
@@ -107,6 +93,71 @@ export function resolveOptions(options: unknown): Config {
     message: messageOption(o.message),
     logger: loggerOption(o.logger),
   };
+}
+
+/**
+ * `options` as a record whose every key is in `names` (`undefined` and `null` are `{}`). `owner`
+ * prefixes the option in messages (`'option'`, `'RedisStateStore option'`).
+ */
+export function optionsObject(
+  options: unknown,
+  names: Readonly<Record<string, true>>,
+  owner: string,
+): Record<string, unknown> {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new OptionsError('options', 'an object', options, owner);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!Object.hasOwn(names, key)) {
+      const hint = suggest(key, Object.keys(names));
+      throw new OptionsError(
+        key,
+        `one of the known options${hint ? ` (did you mean \`${hint}\`?)` : ''}`,
+        o[key],
+        owner,
+      );
+    }
+  }
+  return o;
+}
+
+/** A whole number >= `min`, or `fallback` when absent. */
+export function wholeNumber(
+  value: unknown,
+  option: string,
+  fallback: number,
+  min: number,
+  owner = 'option',
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new OptionsError(option, `a whole number >= ${min}`, value, owner);
+  }
+  return value;
+}
+
+/** One of `choices`, or the first of them when absent. */
+export function oneOf<const T extends string>(
+  value: unknown,
+  option: string,
+  choices: readonly [T, ...T[]],
+  owner = 'option',
+): T {
+  if (value === undefined) return choices[0];
+  if (!choices.includes(value as T)) {
+    throw new OptionsError(
+      option,
+      choices
+        .map((c) => `'${c}'`)
+        .join(', ')
+        .replace(/, ([^,]*)$/, ' or $1'),
+      value,
+      owner,
+    );
+  }
+  return value as T;
 }
 
 function storeOption(value: unknown): StateStore {
@@ -172,9 +223,7 @@ function retryAfterOption(value: unknown): number {
 }
 
 function storeErrorOption(value: unknown): boolean {
-  if (value === undefined || value === 'closed') return false;
-  if (value === 'open') return true;
-  throw new OptionsError('onStoreError', "'closed' or 'open'", value);
+  return oneOf(value, 'onStoreError', ['closed', 'open']) === 'open';
 }
 
 function messageOption(value: unknown): string | undefined {
@@ -184,18 +233,18 @@ function messageOption(value: unknown): string | undefined {
   return value;
 }
 
-function loggerOption(value: unknown): Logger {
-  if (value === undefined) return pino({ level: 'silent' });
-  const logger = value as Partial<Logger> | null;
-  const methods = ['warn', 'info', 'debug', 'error'] as const;
-  if (
-    typeof logger !== 'object' ||
-    logger === null ||
-    !methods.every((m) => typeof logger[m] === 'function')
-  ) {
-    throw new OptionsError('logger', 'a pino-compatible logger (warn, info, debug, error)', value);
+/** The user's logger, made unable to throw, or a silent one. Shared by the stores. */
+export function loggerOption(value: unknown, owner = 'option'): Logger {
+  if (value === undefined) return silentLogger();
+  if (!isLogger(value)) {
+    throw new OptionsError(
+      'logger',
+      'a pino-compatible logger (warn, info, debug, error)',
+      value,
+      owner,
+    );
   }
-  return logger as Logger;
+  return safeLogger(value);
 }
 
 function optionalFunction<T>(value: unknown, option: string, expected: string): T | undefined {
@@ -205,10 +254,10 @@ function optionalFunction<T>(value: unknown, option: string, expected: string): 
 }
 
 /** The known option closest to a misspelt one (case-insensitive, or at most two edits away). */
-function suggest(key: string): string | undefined {
+function suggest(key: string, names: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
-  for (const name of Object.keys(OPTION_NAMES)) {
+  for (const name of names) {
     const d = name.toLowerCase() === key.toLowerCase() ? 0 : distance(name, key);
     if (d < bestDistance) {
       best = name;

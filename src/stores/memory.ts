@@ -1,6 +1,12 @@
-import { namespaceKey } from '../namespace-name.js';
-import { checkStateInput, type NamespaceState, type StateInput, toState } from '../state.js';
-import type { SetOptions, StateStore } from '../store.js';
+import { namespaceKey } from '../request/namespace-name.js';
+import {
+  checkStateInput,
+  checkTtl,
+  type NamespaceState,
+  type StateInput,
+  toState,
+} from '../state/values.js';
+import type { SetOptions, StateStore } from './store.js';
 
 /**
  * States held in this process: the default, for a single process, tests and demos. Every
@@ -26,12 +32,7 @@ export class MemoryStateStore implements StateStore {
   ): Promise<void> {
     const key = namespaceKey(namespace);
     const value = typeof state === 'string' ? toState(state) : checkStateInput(state);
-    const { ttl } = options;
-    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0)) {
-      throw new TypeError(
-        `namespace-read-only: \`ttl\` must be a positive whole number of milliseconds; received ${ttl}`,
-      );
-    }
+    const ttl = checkTtl(options.ttl);
     const expiring =
       ttl === undefined ? value : { ...value, expiresAt: new Date(Date.now() + ttl) };
     this.#states.set(key, Object.freeze(expiring));

@@ -1,0 +1,68 @@
+import { UsageError } from '../errors.js';
+import type { RedisStateStore } from '../stores/redis/store.js';
+import { checkedNamespace, enableEnd, type Parsed, rejectOptions, waitTimeout } from './args.js';
+import { describeFence, describeState } from './output.js';
+
+/**
+ * Each command as a plan: checked in full when it is made (before connecting), then run
+ * against the store, whose methods do the work; nothing here writes Redis keys itself.
+ */
+
+export type Out = (line: string) => void;
+export type Plan = (store: RedisStateStore, out: Out) => Promise<void>;
+
+export function plan({ command, namespace, values }: Parsed, now: number): Plan {
+  switch (command) {
+    case 'enable': {
+      const ns = checkedNamespace(namespace, command);
+      const end = enableEnd(values, now);
+      const timeout = waitTimeout(values, values.wait === true);
+      const { message, reason } = values;
+      return async (store, out) => {
+        await store.enable(ns, {
+          ...(message !== undefined && { message }),
+          ...(reason !== undefined && { reason }),
+          ...end,
+        });
+        out(describeState(ns, await store.get(ns)));
+        if (timeout !== null) out(describeFence(await store.wait(ns, { timeout })));
+      };
+    }
+    case 'wait': {
+      const ns = checkedNamespace(namespace, command);
+      rejectOptions(values, command);
+      const timeout = waitTimeout(values, true) ?? undefined;
+      return async (store, out) =>
+        out(describeFence(await store.wait(ns, timeout === undefined ? {} : { timeout })));
+    }
+    case 'disable': {
+      const ns = checkedNamespace(namespace, command);
+      rejectOptions(values, command);
+      return async (store, out) => {
+        await store.delete(ns);
+        out(`${ns}: writable`);
+      };
+    }
+    case 'status': {
+      rejectOptions(values, command);
+      if (namespace !== undefined) {
+        const ns = checkedNamespace(namespace, command);
+        return async (store, out) => out(describeState(ns, await store.get(ns)));
+      }
+      return async (store, out) => {
+        const all = await store.list();
+        if (all.length === 0) out('no namespace has a state: everything is writable');
+        for (const { namespace: ns, state } of all) out(describeState(ns, state));
+      };
+    }
+    case 'list': {
+      rejectOptions(values, command);
+      if (namespace !== undefined) throw new UsageError('list takes no namespace');
+      return async (store, out) => {
+        for (const { namespace: ns, state } of await store.list()) out(`${ns}\t${state.state}`);
+      };
+    }
+    default:
+      throw new UsageError(`unknown command "${command}" (enable, wait, disable, status, list)`);
+  }
+}

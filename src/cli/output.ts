@@ -1,0 +1,48 @@
+import type { WaitResult } from '../fence/wait.js';
+import type { NamespaceState } from '../state/values.js';
+
+/** What the CLI prints: one line per namespace, readable by people and by `grep`. */
+
+export function describeState(
+  namespace: string,
+  state: NamespaceState | null,
+  now = Date.now(),
+): string {
+  if (state === null) return `${namespace}: writable`;
+  const parts = [`${namespace}: ${state.state === 'active' ? 'active (writable)' : 'maintenance'}`];
+  if (state.unrecognized !== undefined)
+    parts.push(
+      `(unrecognised value ${JSON.stringify(state.unrecognized)}: treated as maintenance)`,
+    );
+  if (state.message !== undefined) parts.push(`"${state.message}"`);
+  const end = state.expiresAt ?? state.until;
+  if (end !== undefined) {
+    const left = end.getTime() - now;
+    parts.push(
+      `${state.expiresAt !== undefined ? 'ends' : 'expected to end'} ${end.toISOString()} (${formatDuration(left)} left)`,
+    );
+  }
+  if (state.reason !== undefined) parts.push(`reason: ${state.reason}`);
+  return parts.join(' ');
+}
+
+export function describeFence(result: WaitResult): string {
+  const ns = result.namespace;
+  return `${ns}: fenced: ${result.processes.length} live process(es) acknowledged in ${result.ms} ms; no admitted write to ${ns} is still running`;
+}
+
+/** An error as one line, whatever the message (node's parseArgs errors span several). */
+export function errorLine(error: unknown, usage: boolean): string {
+  const message = (error instanceof Error ? error.message : String(error))
+    .replace(/\s*\n\s*/g, ' ')
+    .replace(/^namespace-read-only: /, '');
+  return `nsro: ${message}${usage ? " (see 'nsro --help')" : ''}\n`;
+}
+
+function formatDuration(ms: number): string {
+  if (ms <= 0) return '0s';
+  const s = Math.ceil(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return [h > 0 ? `${h}h` : '', m > 0 ? `${m}m` : '', `${s % 60}s`].filter(Boolean).join('');
+}

@@ -1,0 +1,94 @@
+import { type Logger, LogLimiter } from '../logger.js';
+import type { Verdict } from './verdict.js';
+
+/**
+ * What the guard says about its verdicts. Each refused request gets one line, except where every
+ * write is refused for the same reason (the store failing, the lease lapsed): then one line per
+ * interval says it, with a count, instead of a flood. Checks are questions, so only their store
+ * failures are logged.
+ */
+
+const BLOCKED = 'namespace-read-only: write blocked';
+/** Reasons that refuse every write at once while they last. */
+const WHOLESALE = new Set(['store-unavailable', 'lease-lapsed']);
+const MAX_LOGGED_PATH = 512;
+
+export interface RequestContext {
+  readonly method: string;
+  readonly pathname: string | null;
+}
+
+export class VerdictLog {
+  readonly #logger: Logger;
+  readonly #troubles: LogLimiter;
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+    this.#troubles = new LogLimiter(logger);
+  }
+
+  request(v: Verdict, request: RequestContext): void {
+    if (v.admit && v.via === 'open') return;
+    const method = request.method;
+    const path = shortPath(request.pathname);
+    if (v.admit && v.via === 'allowlist') {
+      const { rule, block } = v;
+      this.#logger.debug(
+        { method, path, rule: `${String(rule.method)} ${rule.path}`, namespace: block.namespace },
+        'namespace-read-only: allowlisted write',
+      );
+    } else if (v.admit) {
+      this.#storeErrorOpen(v.error, { method, path });
+    } else {
+      const { block } = v;
+      const fields = {
+        namespace: block.namespace,
+        method,
+        path,
+        reason: block.reason,
+        ...(block.detail !== undefined && { detail: block.detail }),
+        ...(block.state?.unrecognized !== undefined && { value: block.state.unrecognized }),
+        ...(block.state?.reason !== undefined && { stateReason: block.state.reason }),
+      };
+      if (WHOLESALE.has(block.reason)) this.#troubles.warn(block.reason, fields, BLOCKED);
+      else this.#logger.warn(fields, BLOCKED);
+    }
+  }
+
+  check(v: Verdict, namespace: string): void {
+    if (v.admit && v.via === 'store-error-open') this.#storeErrorOpen(v.error, { namespace });
+    else if (!v.admit && WHOLESALE.has(v.block.reason)) {
+      this.#troubles.warn(
+        v.block.reason,
+        { namespace, reason: v.block.reason, detail: v.block.detail },
+        'namespace-read-only: check refused',
+      );
+    }
+  }
+
+  /** Deciding itself failed (a bug, or a user callback that threw); the write is refused. */
+  failed(error: unknown): void {
+    this.#logger.error({ err: error }, 'namespace-read-only: guard failed; write refused');
+  }
+
+  /** The allowlist's `when` condition threw: the rule does not apply. */
+  conditionFailed(error: unknown): void {
+    this.#logger.error(
+      { err: error },
+      'namespace-read-only: allowlist condition threw; treated as not allowed',
+    );
+  }
+
+  #storeErrorOpen(error: unknown, fields: object): void {
+    this.#troubles.error(
+      'store-error-open',
+      { err: error, ...fields },
+      'namespace-read-only: state unreadable; write allowed (onStoreError: open)',
+    );
+  }
+}
+
+function shortPath(pathname: string | null): string | null {
+  if (pathname === null || pathname.length <= MAX_LOGGED_PATH) return pathname;
+  return `${pathname.slice(0, MAX_LOGGED_PATH)}…`;
+}

@@ -1,0 +1,69 @@
+import type { IncomingMessage } from 'node:http';
+import type { StateStore } from '../stores/store.js';
+import type { NamespaceState } from './values.js';
+
+/**
+ * The first tier: each key is read once per request, synchronously when the store can answer
+ * from memory, so the middleware and every check made while serving the request see the same
+ * state.
+ *
+ * Where the memo lives matters on the hot path. A new property on a live request changes its
+ * hidden class: ~1.5 µs per request in a real Express server, against ~0.7 µs for a WeakMap
+ * entry and ~0.25 µs for a Symbol key on `res.locals`, which Express creates for every request
+ * as a dictionary (measured under load, autocannon, Express 5). So: `res.locals` when Express
+ * is there, a WeakMap otherwise.
+ */
+
+export type MaybePromise<T> = T | Promise<T>;
+
+const MEMO = Symbol('namespace-read-only.memo');
+
+type Memo = Map<string, MaybePromise<NamespaceState | null>>;
+
+interface ExpressRequest {
+  res?: { locals?: { [MEMO]?: Memo } };
+}
+
+export class RequestMemo {
+  readonly #memos = new WeakMap<object, Memo>();
+
+  constructor(private readonly store: StateStore) {}
+
+  /**
+   * The state stored under `key` (a normalised key: `acme` or `*`), once per request. Never
+   * throws: a store that throws gives a rejected promise.
+   */
+  read(key: string, req: IncomingMessage | undefined): MaybePromise<NamespaceState | null> {
+    const memo = req === undefined ? undefined : this.#memo(req);
+    const seen = memo?.get(key);
+    if (seen !== undefined) return seen;
+    let value: MaybePromise<NamespaceState | null> | undefined;
+    try {
+      value = this.store.peek?.(key);
+      if (value === undefined) value = this.store.get(key);
+    } catch (error) {
+      value = Promise.reject(error);
+    }
+    memo?.set(key, value);
+    return value;
+  }
+
+  /** The request's memo, created on first use. */
+  #memo(req: IncomingMessage): Memo {
+    const locals = (req as ExpressRequest).res?.locals;
+    if (typeof locals === 'object' && locals !== null) {
+      let memo = locals[MEMO];
+      if (memo === undefined) {
+        memo = new Map();
+        locals[MEMO] = memo;
+      }
+      return memo;
+    }
+    let memo = this.#memos.get(req);
+    if (memo === undefined) {
+      memo = new Map();
+      this.#memos.set(req, memo);
+    }
+    return memo;
+  }
+}

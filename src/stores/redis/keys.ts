@@ -1,0 +1,67 @@
+/**
+ * The Redis key schema: the only place a key, pattern or channel name is built. Everything
+ * lives under one prefix (default `nsro:`):
+ *
+ *   <prefix>state:<ns>   a namespace's state (`*` for the instance): what an operator SETs
+ *   <prefix>changes      channel: a store's set/delete announces the namespace it changed
+ *   <prefix>fence        channel: an operator's wait asks live processes to acknowledge
+ *   <prefix>fence:<ns>   hash: the wait's epoch counter and each process's acknowledgement
+ *   <prefix>proc:<id>    a live guarding process, kept alive by its heartbeat TTL
+ */
+
+export const DEFAULT_PREFIX = 'nsro:';
+
+export class RedisKeys {
+  readonly prefix: string;
+  readonly #state: string;
+  /** Where `set` and `delete` announce a change; the message is the namespace key. */
+  readonly changes: string;
+  /** Where operators' fence requests arrive. */
+  readonly fenceChannel: string;
+  /** SCAN pattern for every state key. */
+  readonly statePattern: string;
+  /** SCAN pattern for every live process. */
+  readonly processPattern: string;
+
+  constructor(prefix: string = DEFAULT_PREFIX) {
+    this.prefix = prefix;
+    this.#state = `${prefix}state:`;
+    this.changes = `${prefix}changes`;
+    this.fenceChannel = `${prefix}fence`;
+    this.statePattern = `${escapeGlob(this.#state)}*`;
+    this.processPattern = `${escapeGlob(prefix)}proc:*`;
+  }
+
+  /** The key of a normalised namespace (`acme`, `*`). */
+  state(namespace: string): string {
+    return this.#state + namespace;
+  }
+
+  /** The namespace a state key holds (the inverse of `state()`). */
+  namespaceOf(stateKey: string): string {
+    return stateKey.slice(this.#state.length);
+  }
+
+  fence(namespace: string): string {
+    return `${this.prefix}fence:${namespace}`;
+  }
+
+  process(id: string): string {
+    return `${this.prefix}proc:${id}`;
+  }
+
+  /** The channel prefix of keyspace notifications for state keys in database `db`. */
+  keyspacePrefix(db: number): string {
+    return `__keyspace@${db}__:${this.#state}`;
+  }
+
+  /** The PSUBSCRIBE pattern for those notifications. */
+  keyspacePattern(db: number): string {
+    return `${escapeGlob(this.keyspacePrefix(db))}*`;
+  }
+}
+
+/** `text` as a literal inside a SCAN/PSUBSCRIBE glob. */
+export function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,110 @@
+import { OptionsError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { loggerOption, oneOf, optionsObject, wholeNumber } from '../../options.js';
+import type { RedisClient } from './client.js';
+import { DEFAULT_PREFIX } from './keys.js';
+
+/** `RedisStateStore`'s options, validated once like the guard's. */
+
+export interface RedisStateStoreOptions {
+  /** An ioredis `Redis` or `Cluster`. It stays yours: the store never closes it. */
+  readonly redis: RedisClient;
+  /** Key prefix. Default `'nsro:'`. */
+  readonly prefix?: string;
+  /** Cache entry lifetime (ms) while changes may arrive without a push. Default 1000. */
+  readonly ttl?: number;
+  /** Cache entry lifetime (ms) while every change is pushed (subscriber healthy, keyspace events on). Default 30000. */
+  readonly pushTtl?: number;
+  /** Serve a last-known value up to this old (ms) when Redis fails. Default 30000; 0 disables. */
+  readonly staleIfError?: number;
+  /** Time budget of one Redis read (ms). Default 100. */
+  readonly timeout?: number;
+  /** Most namespaces cached. Default 100000. */
+  readonly max?: number;
+  /**
+   * Listen for changes: `true` (default) subscribes on a dedicated connection; `false` relies on
+   * `ttl` alone (the CLI uses this).
+   */
+  readonly subscribe?: boolean;
+  /**
+   * Keyspace notifications, which carry plain `redis-cli SET`/`DEL`/expiry to every process:
+   * `'auto'` (default) uses them when the server has them on, `'enable'` turns them on with
+   * `CONFIG SET` where permitted, `'off'` ignores them. Not available on a Cluster.
+   */
+  readonly keyspaceEvents?: 'auto' | 'enable' | 'off';
+  /**
+   * How long a guarding process counts as alive for the migration fence after its last
+   * heartbeat (ms). Default 5000. A process that cannot renew it in time refuses writes.
+   */
+  readonly heartbeatTtl?: number;
+  /** A pino-compatible logger. Default: silent. Its throws are swallowed. */
+  readonly logger?: Logger;
+}
+
+export interface RedisStoreConfig {
+  readonly redis: RedisClient;
+  readonly prefix: string;
+  readonly ttl: number;
+  readonly pushTtl: number;
+  readonly staleIfError: number;
+  readonly timeout: number;
+  readonly max: number;
+  readonly subscribe: boolean;
+  readonly keyspaceEvents: 'auto' | 'enable' | 'off';
+  readonly heartbeatTtl: number;
+  readonly logger: Logger;
+}
+
+/** Every option name, checked by the compiler against the options type. */
+const OPTION_NAMES: Record<keyof RedisStateStoreOptions, true> = {
+  redis: true,
+  prefix: true,
+  ttl: true,
+  pushTtl: true,
+  staleIfError: true,
+  timeout: true,
+  max: true,
+  subscribe: true,
+  keyspaceEvents: true,
+  heartbeatTtl: true,
+  logger: true,
+};
+
+const OWNER = 'RedisStateStore option';
+
+export function resolveRedisOptions(options: unknown): RedisStoreConfig {
+  const o = optionsObject(options, OPTION_NAMES, OWNER);
+  return {
+    redis: redisOption(o.redis),
+    prefix: prefixOption(o.prefix),
+    ttl: wholeNumber(o.ttl, 'ttl', 1000, 1, OWNER),
+    pushTtl: wholeNumber(o.pushTtl, 'pushTtl', 30_000, 1, OWNER),
+    staleIfError: wholeNumber(o.staleIfError, 'staleIfError', 30_000, 0, OWNER),
+    timeout: wholeNumber(o.timeout, 'timeout', 100, 1, OWNER),
+    max: wholeNumber(o.max, 'max', 100_000, 1, OWNER),
+    subscribe: booleanOption(o.subscribe, 'subscribe', true),
+    keyspaceEvents: oneOf(o.keyspaceEvents, 'keyspaceEvents', ['auto', 'enable', 'off'], OWNER),
+    heartbeatTtl: wholeNumber(o.heartbeatTtl, 'heartbeatTtl', 5000, 100, OWNER),
+    logger: loggerOption(o.logger, OWNER),
+  };
+}
+
+function redisOption(value: unknown): RedisClient {
+  const client = value as Partial<RedisClient> | null;
+  if (typeof client !== 'object' || client === null || typeof client.multi !== 'function') {
+    throw new OptionsError('redis', 'an ioredis Redis or Cluster client', value, OWNER);
+  }
+  return client as RedisClient;
+}
+
+function prefixOption(value: unknown): string {
+  if (value === undefined) return DEFAULT_PREFIX;
+  if (typeof value !== 'string') throw new OptionsError('prefix', 'a string', value, OWNER);
+  return value;
+}
+
+function booleanOption(value: unknown, option: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new OptionsError(option, 'true or false', value, OWNER);
+  return value;
+}

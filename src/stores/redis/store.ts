@@ -1,0 +1,328 @@
+import { StateValueError } from '../../errors.js';
+import type { InflightWrites } from '../../fence/inflight.js';
+import { FenceMember } from '../../fence/member.js';
+import { type WaitOptions, type WaitResult, waitForFence } from '../../fence/wait.js';
+import { type Logger, LogLimiter } from '../../logger.js';
+import { namespaceKey } from '../../request/namespace-name.js';
+import {
+  checkStateInput,
+  checkTtl,
+  type NamespaceState,
+  type StateInput,
+  serializeState,
+} from '../../state/values.js';
+import type { SetOptions, StateStore, WriterRegistration } from '../store.js';
+import { StateCache } from './cache.js';
+import { exec, type RedisClient, scanAll } from './client.js';
+import { RedisKeys } from './keys.js';
+import {
+  type RedisStateStoreOptions,
+  type RedisStoreConfig,
+  resolveRedisOptions,
+} from './options.js';
+import { RedisReads } from './reads.js';
+import { Subscriber } from './subscriber.js';
+
+/**
+ * States in Redis, shared by a fleet: `<prefix>state:<root namespace>` holds `maintenance`,
+ * `active` or a JSON object — exactly what an operator types into `redis-cli`. A key TTL ends
+ * the maintenance by itself and sets `Retry-After`.
+ *
+ * This class wires the parts: the key schema (keys.ts), batched and budgeted reads (reads.ts),
+ * the in-process cache (cache.ts), the push path (subscriber.ts) and the migration fence
+ * (fence/). In steady state a request costs no Redis round trip at all.
+ */
+
+/** `store.enable()`: a maintenance, optionally waited for. */
+export interface EnableOptions {
+  readonly message?: string;
+  readonly reason?: string;
+  /** Ends the maintenance by itself after this many ms (key TTL); also sets `until`. */
+  readonly ttl?: number;
+  /** Ends the maintenance by itself at this time (key TTL); instead of `ttl`. */
+  readonly until?: Date;
+  /** Return only once every live process obeys and its writes in flight have finished. */
+  readonly wait?: boolean;
+  /** For `wait`: give up after this many ms. Default 60000. */
+  readonly timeout?: number;
+}
+
+export interface RedisStateStoreStatus {
+  /** The dedicated subscriber is connected and listening. */
+  readonly subscribed: boolean;
+  /** Direct `redis-cli` changes reach us (keyspace notifications are on and subscribed). */
+  readonly keyspaceEvents: boolean;
+  /** Cache entries currently live `pushTtl` rather than `ttl`. */
+  readonly trusted: boolean;
+  /** Reads are being refused without asking Redis after repeated failures. */
+  readonly circuitOpen: boolean;
+  readonly cached: number;
+}
+
+export class RedisStateStore implements StateStore {
+  readonly redis: RedisClient;
+  readonly prefix: string;
+  readonly #config: RedisStoreConfig;
+  readonly #keys: RedisKeys;
+  readonly #logger: Logger;
+  readonly #errors: LogLimiter;
+  readonly #reads: RedisReads;
+  readonly #cache: StateCache;
+  #subscriber: Subscriber | null = null;
+  #started: Promise<void> | null = null;
+  #subscribed = false;
+  #keyspace = false;
+  #closed = false;
+  #member: FenceMember | null = null;
+
+  constructor(options: RedisStateStoreOptions) {
+    const config = resolveRedisOptions(options);
+    this.#config = config;
+    this.redis = config.redis;
+    this.prefix = config.prefix;
+    this.#keys = new RedisKeys(config.prefix);
+    this.#logger = config.logger;
+    this.#errors = new LogLimiter(this.#logger);
+    this.#reads = new RedisReads(this.redis, this.#keys, config.timeout, this.#errors);
+    this.#cache = new StateCache({
+      max: config.max,
+      ttl: config.ttl,
+      pushTtl: config.pushTtl,
+      staleIfError: config.staleIfError,
+      logger: this.#logger,
+      errors: this.#errors,
+      load: (key) => this.#reads.load(key),
+    });
+  }
+
+  /** The Redis key for a namespace (`'Acme/Team'` -> `nsro:state:acme`). */
+  key(namespace: string): string {
+    return this.#keys.state(namespaceKey(namespace));
+  }
+
+  /** Where `set` and `delete` announce a change; the message is the namespace key. */
+  get channel(): string {
+    return this.#keys.changes;
+  }
+
+  /** Where operators' fence requests arrive. */
+  get fenceChannel(): string {
+    return this.#keys.fenceChannel;
+  }
+
+  peek(key: string): NamespaceState | null | undefined {
+    return this.#cache.peek(key);
+  }
+
+  async get(namespace: string): Promise<NamespaceState | null> {
+    this.#start();
+    return this.#cache.get(namespaceKey(namespace));
+  }
+
+  /** Writes the key and announces the change in one round trip. `ttl` (ms) ends it by itself. */
+  async set(namespace: string, state: StateInput, options: SetOptions = {}): Promise<void> {
+    const name = namespaceKey(namespace);
+    const value = serializeState(checkStateInput(state));
+    const ttl = checkTtl(options.ttl);
+    const key = this.#keys.state(name);
+    const multi = this.redis.multi();
+    if (ttl === undefined) multi.set(key, value);
+    else multi.set(key, value, 'PX', ttl);
+    await exec(multi.publish(this.#keys.changes, name));
+    this.#cache.invalidate(name);
+  }
+
+  async delete(namespace: string): Promise<void> {
+    const name = namespaceKey(namespace);
+    await exec(this.redis.multi().del(this.#keys.state(name)).publish(this.#keys.changes, name));
+    this.#cache.invalidate(name);
+  }
+
+  /**
+   * Puts `namespace` into maintenance. With `wait: true`, resolves only when every live process
+   * has acknowledged it and finished the writes to it that it had admitted (see `wait`).
+   */
+  async enable(namespace: string, options: EnableOptions = {}): Promise<WaitResult | undefined> {
+    const { message, reason, wait, timeout } = options;
+    const end = maintenanceEnd(options.ttl, options.until);
+    await this.set(
+      namespace,
+      {
+        state: 'maintenance',
+        ...(message !== undefined && { message }),
+        ...(reason !== undefined && { reason }),
+        ...(end !== undefined && { until: end.until }),
+      },
+      end === undefined ? {} : { ttl: end.ttl },
+    );
+    return wait === true
+      ? this.wait(namespace, timeout === undefined ? {} : { timeout })
+      : undefined;
+  }
+
+  /**
+   * The migration fence: resolves when every live guarding process has seen `namespace` (or `*`)
+   * closed and its admitted writes there have finished, so work on the namespace can start
+   * without a write landing after it. Rejects with `FenceTimeoutError` naming the processes that
+   * did not acknowledge, and their writes in flight.
+   */
+  async wait(namespace: string, options: WaitOptions = {}): Promise<WaitResult> {
+    const name = namespaceKey(namespace);
+    const read = async () => (await this.#reads.read([name]))[0] ?? null;
+    return waitForFence(this.redis, this.#keys, name, read, options);
+  }
+
+  /** Registers this process for the migration fence; called by each guard using the store. */
+  register(inflight: InflightWrites): WriterRegistration {
+    if (this.#member === null) {
+      this.#member = new FenceMember(
+        this.redis,
+        this.#keys,
+        inflight,
+        { heartbeatTtl: this.#config.heartbeatTtl },
+        (namespace) => this.#closedNow(namespace),
+        this.#errors,
+        () => this.#cache.invalidateAll(),
+      );
+      this.#member.start();
+      this.#start();
+    } else {
+      this.#member.track(inflight);
+    }
+    const member = this.#member;
+    let released = false;
+    return {
+      holdsLease: () => member.holdsLease(),
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (member.untrack(inflight) > 0 || this.#member !== member) return;
+        this.#member = null;
+        await member.stop();
+      },
+    };
+  }
+
+  /** A read past the cache (which it refreshes): is `namespace` closed right now? */
+  async #closedNow(namespace: string): Promise<boolean> {
+    this.#cache.invalidate(namespace);
+    const state = await this.#cache.get(namespace);
+    return state !== null && state.state !== 'active';
+  }
+
+  /** Every namespace with a state, read straight from Redis (SCAN, every master of a Cluster). */
+  async list(): Promise<{ namespace: string; state: NamespaceState }[]> {
+    const keys = await scanAll(this.redis, this.#keys.statePattern);
+    const names = keys.map((k) => this.#keys.namespaceOf(k)).sort();
+    const states = await this.#reads.read(names);
+    return names.flatMap((namespace, i) => {
+      const state = states[i];
+      return state === null || state === undefined ? [] : [{ namespace, state }];
+    });
+  }
+
+  /** Resolves once the subscriber has listened at least once (or could not). For tests and probes. */
+  async ready(): Promise<RedisStateStoreStatus> {
+    this.#start();
+    await this.#started;
+    return this.status();
+  }
+
+  status(): RedisStateStoreStatus {
+    return {
+      subscribed: this.#subscribed,
+      keyspaceEvents: this.#subscribed && this.#keyspace,
+      trusted: this.#cache.trusted,
+      circuitOpen: this.#reads.circuitOpen,
+      cached: this.#cache.size,
+    };
+  }
+
+  /**
+   * Stops the heartbeat, unsubscribes and drops the subscriber connection; the client you passed
+   * in stays open. Guards using this store stop being able to read it: close them first.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const member = this.#member;
+    this.#member = null;
+    await member?.stop();
+    this.#subscriber?.close();
+    this.#subscriber = null;
+    this.#subscribed = false;
+    this.#cache.setTrusted(false);
+    this.#cache.clear();
+  }
+
+  #start(): void {
+    if (this.#started !== null || this.#closed) return;
+    if (!this.#config.subscribe) {
+      this.#started = Promise.resolve();
+      return;
+    }
+    const subscriber = new Subscriber(
+      this.redis,
+      this.#keys,
+      this.#config.keyspaceEvents,
+      this.#errors,
+      {
+        changed: (name) => {
+          if (name.length > 0) this.#cache.invalidate(name);
+        },
+        fenceRequested: (message) => this.#fenceRequested(message),
+        listening: (keyspace) => {
+          // Anything may have changed while nobody was listening.
+          this.#cache.invalidateAll();
+          this.#subscribed = true;
+          this.#keyspace = keyspace;
+          this.#cache.setTrusted(keyspace);
+        },
+        lost: (wasListening) => {
+          if (wasListening) {
+            this.#logger.warn(
+              {},
+              'namespace-read-only: subscriber lost; cache entries now live `ttl`',
+            );
+          }
+          this.#subscribed = false;
+          this.#cache.setTrusted(false);
+        },
+      },
+    );
+    this.#subscriber = subscriber;
+    this.#started = subscriber.start();
+  }
+
+  #fenceRequested(message: string): void {
+    const member = this.#member;
+    if (member === null) return;
+    try {
+      const { namespace, epoch, wait } = JSON.parse(message) as {
+        namespace?: unknown;
+        epoch?: unknown;
+        wait?: unknown;
+      };
+      if (typeof namespace === 'string' && typeof epoch === 'number')
+        void member.requested(namespace, epoch, typeof wait === 'string' ? wait : '');
+    } catch {
+      // not a request of ours
+    }
+  }
+}
+
+/** `enable()`'s end, as both a key TTL and an `until`, from whichever of the two was given. */
+function maintenanceEnd(
+  ttl: number | undefined,
+  until: Date | undefined,
+): { ttl: number; until: Date } | undefined {
+  if (ttl !== undefined && until !== undefined) {
+    throw new StateValueError('give `ttl` or `until`, not both', { ttl, until });
+  }
+  if (until !== undefined) {
+    const left = until instanceof Date ? until.getTime() - Date.now() : Number.NaN;
+    if (!(left > 0)) throw new StateValueError('`until` must be a Date in the future', until);
+    return { ttl: Math.ceil(left), until };
+  }
+  if (ttl === undefined) return undefined;
+  return { ttl: checkTtl(ttl) ?? ttl, until: new Date(Date.now() + ttl) };
+}

@@ -1,0 +1,48 @@
+import type { InflightWrites } from '../fence/inflight.js';
+import type { NamespaceState, StateInput } from '../state/values.js';
+
+/** The interface every state store implements, and what a guard asks of one. */
+
+/**
+ * Where namespace states live. Keys are root namespaces, lower-cased (`acme`), or `*` for the
+ * whole instance; methods accept any spelling (`'Acme/Team'`) and normalise it.
+ */
+export interface StateStore {
+  /** The state, or `null` when none is set (writable). */
+  get(namespace: string): Promise<NamespaceState | null>;
+  set(namespace: string, state: StateInput, options?: SetOptions): Promise<void>;
+  /** Back to writable. */
+  delete(namespace: string): Promise<void>;
+  /**
+   * The state when the store can answer from memory right now, `undefined` when it must ask
+   * `get()`. Lets the middleware answer synchronously on the hot path. Called only with
+   * normalised keys (`acme`, `*`).
+   */
+  peek?(namespace: string): NamespaceState | null | undefined;
+  /**
+   * Releases timers and connections the store opened itself. The store's owner calls it: a
+   * guard never closes a store it was given, since other guards may share it.
+   */
+  close?(): Promise<void>;
+  /**
+   * Called once by each guard using the store: a store that supports the migration fence
+   * registers the process and acknowledges fences once `inflight` (the guard's admitted writes)
+   * has drained.
+   */
+  register?(inflight: InflightWrites): WriterRegistration;
+}
+
+export interface WriterRegistration {
+  /**
+   * False when this process may have dropped out of the fence's live set (its heartbeat could
+   * not be renewed in time): it must then admit no write, since no operator waits for it.
+   */
+  holdsLease(): boolean;
+  /** The guard is closing: stop counting its writes (and, for the last guard, stop beating). */
+  release(): Promise<void>;
+}
+
+export interface SetOptions {
+  /** Milliseconds after which the state ends by itself (a Redis key TTL). */
+  readonly ttl?: number;
+}

@@ -1,0 +1,588 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describeState, main, parseDuration } from '../../src/cli/main.js';
+import type { NamespaceState } from '../../src/state/values.js';
+import { BIN, ROOT } from '../helpers/dist.js';
+import { freePort, type RedisServer, stallProxy, startRedis } from '../helpers/redis.js';
+
+/**
+ * The operator CLI (`namespace-read-only` / `nsro`), end to end: the built `dist/bin.js` run as a
+ * child process against a real, private `redis-server`, checked with the real `redis-cli`.
+ * Bad input must print one line on stderr, exit non-zero (2 for usage errors) and never even
+ * connect to Redis.
+ */
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** Wall-clock milliseconds from spawn to exit. */
+  ms: number;
+}
+
+let redis: RedisServer;
+/** How much `total_connections_received` grows per `redis-cli` call of our own (measured). */
+let connectionStep = 1;
+
+/**
+ * Runs `node dist/bin.js ...args`. `--redis <our server>` is appended unless `redis` is null
+ * (or another URL). REDIS_URL is removed from the environment unless `env` sets it.
+ */
+function nsro(
+  args: readonly string[],
+  options: { redis?: string | null; env?: Record<string, string> } = {},
+): Promise<Run> {
+  const url = options.redis === undefined ? redis.url : options.redis;
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
+  if (options.env?.REDIS_URL === undefined) delete env.REDIS_URL;
+  const started = Date.now();
+  return new Promise((done, fail) => {
+    const child = spawn(
+      process.execPath,
+      [BIN, ...args, ...(url === null ? [] : ['--redis', url])],
+      { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('utf8');
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString('utf8');
+    });
+    // A CLI that hangs fails the test instead of the whole run.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('error', fail);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr, ms: Date.now() - started });
+    });
+  });
+}
+
+/** Every key with its value, for "nothing was written" checks. */
+async function snapshot(): Promise<Record<string, string>> {
+  const keys = (await redis.cli('KEYS', '*')).split('\n').filter((k) => k !== '');
+  const result: Record<string, string> = {};
+  for (const key of keys) result[key] = await redis.cli('GET', key);
+  return result;
+}
+
+async function connections(): Promise<number> {
+  const info = await redis.cli('INFO', 'stats');
+  const m = /total_connections_received:(\d+)/.exec(info);
+  if (m?.[1] === undefined) throw new Error(`no total_connections_received in INFO:\n${info}`);
+  return Number(m[1]);
+}
+
+function nsroKeys(): Promise<string[]> {
+  return redis.cli('KEYS', 'nsro:*').then((out) =>
+    out
+      .split('\n')
+      .filter((k) => k !== '')
+      .sort(),
+  );
+}
+
+const ONE_LINE = /^nsro: [^\n]+\n$/;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  const a = await connections();
+  const b = await connections();
+  connectionStep = b - a;
+}, 120_000);
+
+afterAll(async () => {
+  await redis?.stop();
+});
+
+beforeEach(async () => {
+  await redis.cli('FLUSHALL');
+});
+
+describe('the built binary', () => {
+  it('is what package.json names for both bin names, with a node shebang', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+    };
+    expect(pkg.bin).toEqual({
+      'namespace-read-only': './dist/bin.js',
+      nsro: './dist/bin.js',
+    });
+    expect(readFileSync(BIN, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+  });
+
+  it('runs as an executable on its own (shebang), not only through `node`', () => {
+    const out = execFileSync(BIN, ['status', 'acme', '--redis', redis.url], { encoding: 'utf8' });
+    expect(out).toBe('acme: writable\n');
+  });
+});
+
+describe('enable', () => {
+  it('`enable acme` writes the plain maintenance value, without a TTL', async () => {
+    const r = await nsro(['enable', 'acme']);
+    expect(r).toMatchObject({ code: 0, stderr: '', stdout: 'acme: maintenance\n' });
+    expect(await redis.cli('GET', 'nsro:state:acme')).toBe('maintenance');
+    expect(await redis.cli('TTL', 'nsro:state:acme')).toBe('-1');
+    expect(await nsroKeys()).toEqual(['nsro:state:acme']);
+  });
+
+  it('`--for 30m --message --reason` writes JSON with a 30-minute key TTL', async () => {
+    const before = Date.now();
+    const r = await nsro([
+      'enable',
+      'acme',
+      '--for',
+      '30m',
+      '--message',
+      'Moving',
+      '--reason',
+      'migration',
+    ]);
+    const after = Date.now();
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(
+      /^acme: maintenance "Moving" ends \S+Z \((30m0s|29m5\ds) left\) reason: migration\n$/,
+    );
+
+    const ttl = Number(await redis.cli('TTL', 'nsro:state:acme'));
+    expect(ttl).toBeGreaterThanOrEqual(1795);
+    expect(ttl).toBeLessThanOrEqual(1800);
+
+    const value = JSON.parse(await redis.cli('GET', 'nsro:state:acme')) as Record<string, string>;
+    expect(value).toEqual({
+      state: 'maintenance',
+      message: 'Moving',
+      reason: 'migration',
+      until: expect.any(String),
+    });
+    const until = Date.parse(value.until as string);
+    expect(until).toBeGreaterThanOrEqual(before + 1_800_000);
+    expect(until).toBeLessThanOrEqual(after + 1_800_000);
+  });
+
+  it('`--until <ISO 10 minutes ahead>` stores that exact date with a ~600 s TTL', async () => {
+    const iso = new Date(Date.now() + 600_000).toISOString();
+    const r = await nsro(['enable', 'acme', '--until', iso]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^acme: maintenance ends \S+Z \((10m0s|9m5\ds) left\)\n$/);
+    const ttl = Number(await redis.cli('TTL', 'nsro:state:acme'));
+    expect(ttl).toBeGreaterThanOrEqual(595);
+    expect(ttl).toBeLessThanOrEqual(600);
+    expect(JSON.parse(await redis.cli('GET', 'nsro:state:acme'))).toEqual({
+      state: 'maintenance',
+      until: iso,
+    });
+  });
+
+  it('enabling again without --for makes the maintenance open-ended (TTL removed)', async () => {
+    expect((await nsro(['enable', 'acme', '--for', '5m'])).code).toBe(0);
+    expect(Number(await redis.cli('TTL', 'nsro:state:acme'))).toBeGreaterThan(0);
+    expect((await nsro(['enable', 'acme'])).code).toBe(0);
+    expect(await redis.cli('TTL', 'nsro:state:acme')).toBe('-1');
+    expect(await redis.cli('GET', 'nsro:state:acme')).toBe('maintenance');
+  });
+
+  it('`enable Acme/Team` writes the lower-cased root namespace key', async () => {
+    const r = await nsro(['enable', 'Acme/Team']);
+    expect(r).toMatchObject({ code: 0, stdout: 'acme: maintenance\n' });
+    expect(await nsroKeys()).toEqual(['nsro:state:acme']);
+    expect((await nsro(['status', 'ACME'])).stdout).toBe('acme: maintenance\n');
+  });
+
+  it("`enable '*'` / `disable '*'` set and clear the instance key only", async () => {
+    await redis.cli('SET', 'nsro:state:acme', 'maintenance');
+    const on = await nsro(['enable', '*', '--message', 'Upgrading']);
+    expect(on).toMatchObject({ code: 0, stdout: '*: maintenance "Upgrading"\n' });
+    expect(JSON.parse(await redis.cli('GET', 'nsro:state:*'))).toEqual({
+      state: 'maintenance',
+      message: 'Upgrading',
+    });
+    expect(await nsroKeys()).toEqual(['nsro:state:*', 'nsro:state:acme']);
+
+    const off = await nsro(['disable', '*']);
+    expect(off).toMatchObject({ code: 0, stdout: '*: writable\n' });
+    expect(await redis.cli('EXISTS', 'nsro:state:*')).toBe('0');
+    expect(await nsroKeys()).toEqual(['nsro:state:acme']);
+  });
+
+  it('reads the Redis URL from REDIS_URL when --redis is absent', async () => {
+    const r = await nsro(['enable', 'acme'], { redis: null, env: { REDIS_URL: redis.url } });
+    expect(r).toMatchObject({ code: 0, stderr: '', stdout: 'acme: maintenance\n' });
+    expect(await redis.cli('GET', 'nsro:state:acme')).toBe('maintenance');
+  });
+
+  it('--redis wins over REDIS_URL', async () => {
+    const closed = await freePort();
+    const r = await nsro(['enable', 'acme'], {
+      env: { REDIS_URL: `redis://127.0.0.1:${closed}` },
+    });
+    expect(r.code).toBe(0);
+    expect(await redis.cli('GET', 'nsro:state:acme')).toBe('maintenance');
+  });
+});
+
+describe('disable, status, list', () => {
+  it('`disable acme` deletes the key (TTL or not) and leaves the others', async () => {
+    await redis.cli('SET', 'nsro:state:acme', 'maintenance', 'EX', '1800');
+    await redis.cli('SET', 'nsro:state:beta', 'maintenance');
+    const r = await nsro(['disable', 'acme']);
+    expect(r).toMatchObject({ code: 0, stderr: '', stdout: 'acme: writable\n' });
+    expect(await redis.cli('EXISTS', 'nsro:state:acme')).toBe('0');
+    expect(await nsroKeys()).toEqual(['nsro:state:beta']);
+  });
+
+  it('`disable` of a namespace without a state succeeds and writes nothing', async () => {
+    const r = await nsro(['disable', 'acme']);
+    expect(r).toMatchObject({ code: 0, stdout: 'acme: writable\n' });
+    expect(await redis.cli('DBSIZE')).toBe('0');
+  });
+
+  it('`status acme` prints the state, message, end and time left', async () => {
+    await redis.cli(
+      'SET',
+      'nsro:state:acme',
+      JSON.stringify({ state: 'maintenance', message: 'Moving', reason: 'migration' }),
+      'EX',
+      '1800',
+    );
+    const r = await nsro(['status', 'acme']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(
+      /^acme: maintenance "Moving" ends \d{4}-\d\d-\d\dT[\d:.]+Z \((30m0s|29m5\ds) left\) reason: migration\n$/,
+    );
+  });
+
+  it('`status acme` reports writable when there is no key', async () => {
+    expect(await nsro(['status', 'acme'])).toMatchObject({ code: 0, stdout: 'acme: writable\n' });
+  });
+
+  it('`status` without a namespace prints every state, sorted, whatever redis-cli typed', async () => {
+    await redis.cli('SET', 'nsro:state:*', 'maintenance');
+    await redis.cli('SET', 'nsro:state:beta', 'active');
+    await redis.cli('SET', 'nsro:state:typo', 'maintenace');
+    await redis.cli('SET', 'other:state:elsewhere', 'maintenance');
+    const r = await nsro(['status']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(
+      [
+        '*: maintenance',
+        'beta: active (writable)',
+        'typo: maintenance (unrecognised value "maintenace": treated as maintenance)',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('`status` with no state anywhere says everything is writable', async () => {
+    const r = await nsro(['status']);
+    expect(r).toMatchObject({
+      code: 0,
+      stdout: 'no namespace has a state: everything is writable\n',
+    });
+  });
+
+  it('`list` prints one `namespace<TAB>state` line per key, sorted', async () => {
+    expect(await nsro(['list'])).toMatchObject({ code: 0, stdout: '' });
+    await redis.cli('SET', 'nsro:state:zeta', 'maintenance', 'EX', '60');
+    await redis.cli('SET', 'nsro:state:beta', 'active');
+    await redis.cli('SET', 'nsro:state:*', '{"state":"maintenance","message":"x"}');
+    await redis.cli('SET', 'other:state:elsewhere', 'maintenance');
+    const r = await nsro(['list']);
+    expect(r).toMatchObject({
+      code: 0,
+      stderr: '',
+      stdout: '*\tmaintenance\nbeta\tactive\nzeta\tmaintenance\n',
+    });
+  });
+
+  it('--prefix other: uses other:state:<ns> for every command', async () => {
+    expect((await nsro(['enable', 'acme', '--prefix', 'other:'])).code).toBe(0);
+    expect(await redis.cli('GET', 'other:state:acme')).toBe('maintenance');
+    expect(await nsroKeys()).toEqual([]);
+
+    expect((await nsro(['status', 'acme', '--prefix', 'other:'])).stdout).toBe(
+      'acme: maintenance\n',
+    );
+    expect((await nsro(['status', 'acme'])).stdout).toBe('acme: writable\n');
+    expect((await nsro(['list', '--prefix', 'other:'])).stdout).toBe('acme\tmaintenance\n');
+    expect((await nsro(['list'])).stdout).toBe('');
+
+    expect((await nsro(['disable', 'acme', '--prefix', 'other:'])).code).toBe(0);
+    expect(await redis.cli('DBSIZE')).toBe('0');
+  });
+});
+
+describe('bad input: one line on stderr, exit 2, nothing written, Redis never contacted', () => {
+  const future = new Date(Date.now() + 3_600_000).toISOString();
+  const cases: [string, string[], RegExp][] = [
+    ['a name with a space', ['enable', 'bad name'], /invalid namespace name: "bad name"/],
+    ['an encoded slash', ['enable', 'a%2Fb'], /invalid namespace name: "a%2Fb"/],
+    ['a dot segment', ['enable', '..'], /invalid namespace name: "\.\."/],
+    ['an empty name', ['enable', ''], /invalid namespace name: ""/],
+    ['an invalid name to disable', ['disable', 'bad name'], /invalid namespace name/],
+    ['an invalid name to status', ['status', '..'], /invalid namespace name/],
+    ['a missing namespace', ['enable'], /enable needs a namespace/],
+    ['duration 3x', ['enable', 'acme', '--for', '3x'], /bad duration "3x"/],
+    [
+      'duration 0m',
+      ['enable', 'acme', '--for', '0m'],
+      /bad duration "0m" \(must be more than zero\)/,
+    ],
+    ['duration --for=-5m', ['enable', 'acme', '--for=-5m'], /bad duration "-5m"/],
+    ['duration --for -5m', ['enable', 'acme', '--for', '-5m'], /--for/],
+    ['duration abc', ['enable', 'acme', '--for', 'abc'], /bad duration "abc"/],
+    ['a duration past any date', ['enable', 'acme', '--for', '999999999d'], /too long/],
+    [
+      '--for with --until',
+      ['enable', 'acme', '--for', '30m', '--until', future],
+      /either --for or --until/,
+    ],
+    [
+      '--until in the past',
+      ['enable', 'acme', '--until', '2001-01-01T00:00:00Z'],
+      /--until 2001-01-01T00:00:00Z is in the past/,
+    ],
+    ['--until not a date', ['enable', 'acme', '--until', 'tomorrow'], /bad --until "tomorrow"/],
+    ['--until not ISO', ['enable', 'acme', '--until', 'Dec 1 2099'], /bad --until/],
+    ['--until without a value', ['enable', 'acme', '--until'], /--until/],
+    ['an unknown command', ['frob', 'acme'], /unknown command "frob"/],
+    ['an unknown option', ['enable', 'acme', '--force'], /Unknown option '--force'/],
+    ['an extra argument', ['enable', 'acme', 'extra'], /unexpected argument: extra/],
+    [
+      'disable with --message',
+      ['disable', 'acme', '--message', 'hi'],
+      /--message only goes with enable, not disable/,
+    ],
+    [
+      'status with --for',
+      ['status', 'acme', '--for', '5m'],
+      /--for only goes with enable, not status/,
+    ],
+    ['list with a namespace', ['list', 'acme'], /list takes no namespace/],
+  ];
+
+  it.each(cases)('%s', async (_name, args, message) => {
+    await redis.cli('SET', 'nsro:state:acme', 'active');
+    await redis.cli('SET', 'nsro:state:seed', 'maintenance', 'EX', '600');
+    const keys = await snapshot();
+    const before = await connections();
+
+    const r = await nsro(args);
+
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(ONE_LINE);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toContain("(see 'nsro --help')");
+    // Validation happens before connecting: the CLI never opened a connection.
+    expect((await connections()) - before).toBe(connectionStep);
+    expect(await snapshot()).toEqual(keys);
+  });
+});
+
+describe('Redis unreachable', () => {
+  it('every command exits 1 within seconds with one line naming the (redacted) URL', async () => {
+    const port = await freePort();
+    const url = `redis://operator:s3cret@127.0.0.1:${port}`;
+    const runs = await Promise.all(
+      [['enable', 'acme', '--for', '5m'], ['disable', 'acme'], ['status'], ['list']].map((args) =>
+        nsro(args, { redis: url }),
+      ),
+    );
+    for (const r of runs) {
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(ONE_LINE);
+      expect(r.stderr).toContain(`cannot reach Redis at redis://***@127.0.0.1:${port}`);
+      expect(r.stderr).not.toContain('s3cret');
+      expect(r.stderr).not.toContain('--help');
+      // A refused connection is known at once; nothing may keep the process alive after it
+      // (ioredis' 2 s disconnect timer once did).
+      expect(r.ms).toBeLessThan(2000);
+    }
+  });
+
+  it('a server that accepts but never answers ends in exit 1 within seconds, not a hang', async () => {
+    const proxy = await stallProxy(redis.port);
+    try {
+      proxy.stall();
+      const url = `redis://127.0.0.1:${proxy.port}`;
+      const runs = await Promise.all(
+        [['enable', 'acme'], ['status']].map((args) => nsro(args, { redis: url })),
+      );
+      for (const r of runs) {
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(ONE_LINE);
+        expect(r.stderr).toContain(`cannot reach Redis at ${url}`);
+        expect(r.ms).toBeLessThan(6000);
+      }
+    } finally {
+      await proxy.close();
+    }
+    expect(await redis.cli('DBSIZE')).toBe('0');
+  });
+
+  it('names the URL taken from REDIS_URL', async () => {
+    const port = await freePort();
+    const r = await nsro(['status', 'acme'], {
+      redis: null,
+      env: { REDIS_URL: `redis://127.0.0.1:${port}` },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(ONE_LINE);
+    expect(r.stderr).toContain(`cannot reach Redis at redis://127.0.0.1:${port}:`);
+    expect(r.ms).toBeLessThan(2000);
+  });
+});
+
+describe('main() in process', () => {
+  let stderr: string[];
+  beforeEach(() => {
+    stderr = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      stderr.push(String(chunk));
+      return true;
+    });
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  async function run(argv: string[]): Promise<{ code: number; lines: string[] }> {
+    const lines: string[] = [];
+    const code = await main(argv, (line: string) => lines.push(line));
+    return { code, lines };
+  }
+
+  it('--help prints the usage and exits 0; no command prints it and exits 2', async () => {
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.lines.join('\n')).toMatch(/^Usage: nsro <command>/);
+    expect((await run(['-h'])).code).toBe(0);
+    expect((await run(['help'])).code).toBe(0);
+    const none = await run([]);
+    expect(none.code).toBe(2);
+    expect(none.lines.join('\n')).toMatch(/^Usage: nsro <command>/);
+    expect(stderr).toEqual([]);
+  });
+
+  it('enable / status / list / disable through `out`', async () => {
+    const url = ['--redis', redis.url];
+    expect(await run(['enable', 'acme', '--message', 'Moving', ...url])).toEqual({
+      code: 0,
+      lines: ['acme: maintenance "Moving"'],
+    });
+    expect(await run(['status', 'acme', ...url])).toEqual({
+      code: 0,
+      lines: ['acme: maintenance "Moving"'],
+    });
+    expect(await run(['list', ...url])).toEqual({ code: 0, lines: ['acme\tmaintenance'] });
+    expect(await run(['disable', 'acme', ...url])).toEqual({ code: 0, lines: ['acme: writable'] });
+    expect(await redis.cli('DBSIZE')).toBe('0');
+    expect(stderr).toEqual([]);
+  });
+
+  it('a usage error is one stderr line and exit 2', async () => {
+    expect(await run(['enable', 'acme', '--for', '3x', '--redis', redis.url])).toEqual({
+      code: 2,
+      lines: [],
+    });
+    expect(stderr).toHaveLength(1);
+    expect(stderr[0]).toMatch(ONE_LINE);
+    expect(await redis.cli('DBSIZE')).toBe('0');
+  });
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['90s', 90_000],
+    ['30m', 1_800_000],
+    ['2h', 7_200_000],
+    ['1d', 86_400_000],
+    ['1h30m', 5_400_000],
+    ['500ms', 500],
+    ['1m500ms', 60_500],
+    ['1d2h3m4s', 93_784_000],
+  ])('%s -> %i ms', (text, ms) => {
+    expect(parseDuration(text)).toBe(ms);
+  });
+
+  it.each([
+    '3x',
+    '0m',
+    '0s0ms',
+    '-5m',
+    'abc',
+    '',
+    '30',
+    'm',
+    '1.5h',
+    '1H',
+    ' 30m',
+    '30m ',
+    '1h 30m',
+    '1234567890s',
+  ])('rejects %j', (text) => {
+    expect(() => parseDuration(text)).toThrow(/bad duration/);
+  });
+});
+
+describe('describeState', () => {
+  const now = Date.parse('2026-01-01T00:00:00.000Z');
+  const at = (ms: number) => new Date(now + ms);
+
+  it.each<[string, NamespaceState | null, string]>([
+    ['no state', null, 'acme: writable'],
+    ['active', { state: 'active' }, 'acme: active (writable)'],
+    ['maintenance', { state: 'maintenance' }, 'acme: maintenance'],
+    [
+      'message, until and reason',
+      {
+        state: 'maintenance',
+        message: 'Moving',
+        until: at(5_400_000),
+        reason: 'migration',
+      },
+      'acme: maintenance "Moving" expected to end 2026-01-01T01:30:00.000Z (1h30m0s left) reason: migration',
+    ],
+    [
+      'a key TTL (expiresAt) wins over until',
+      { state: 'maintenance', until: at(3_600_000), expiresAt: at(90_000) },
+      'acme: maintenance ends 2026-01-01T00:01:30.000Z (1m30s left)',
+    ],
+    [
+      'seconds round up',
+      { state: 'maintenance', expiresAt: at(1_500) },
+      'acme: maintenance ends 2026-01-01T00:00:01.500Z (2s left)',
+    ],
+    [
+      'whole hours and days',
+      { state: 'maintenance', expiresAt: at(90_061_000) },
+      'acme: maintenance ends 2026-01-02T01:01:01.000Z (25h1m1s left)',
+    ],
+    [
+      'an end already past',
+      { state: 'maintenance', until: at(-60_000) },
+      'acme: maintenance expected to end 2025-12-31T23:59:00.000Z (0s left)',
+    ],
+    [
+      'an unrecognised value',
+      { state: 'maintenance', unrecognized: 'maintenace' },
+      'acme: maintenance (unrecognised value "maintenace": treated as maintenance)',
+    ],
+  ])('%s', (_name, state, text) => {
+    expect(describeState('acme', state, now)).toBe(text);
+  });
+
+  it('names the instance as *', () => {
+    expect(describeState('*', { state: 'maintenance', message: 'Upgrading' }, now)).toBe(
+      '*: maintenance "Upgrading"',
+    );
+  });
+});

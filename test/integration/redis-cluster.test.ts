@@ -1,0 +1,176 @@
+import type { Server } from 'node:http';
+import type { Cluster } from 'ioredis';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisStateStore } from '../../src/index.js';
+import { expressVersions, guardedApp } from '../helpers/apps.js';
+import {
+  connectCluster,
+  type RedisCluster,
+  startCluster,
+  stopAll,
+  waitFor,
+} from '../helpers/redis.js';
+
+/**
+ * RedisStateStore on an ioredis `Cluster` over a local 3-master Redis Cluster. Keyspace
+ * notifications are not used on a Cluster (each node only reports its own keys), so changes
+ * reach other processes through the announcement channel (`store.set`/`delete`, PUBLISH is
+ * cluster-wide) and, for a plain `redis-cli -c SET`, through the TTL.
+ */
+
+const WRITE = (ns: string) => `/${ns}/proj/-/issues`;
+const express5 = expressVersions[0].express;
+
+let cluster: RedisCluster;
+
+beforeAll(async () => {
+  cluster = await startCluster();
+});
+
+afterAll(async () => {
+  await stopAll();
+});
+
+async function processOn(options: Partial<ConstructorParameters<typeof RedisStateStore>[0]> = {}) {
+  const client = await connectCluster(cluster.ports);
+  const store = new RedisStateStore({ redis: client, ...options });
+  return { client, store };
+}
+
+describe('RedisStateStore on a Redis Cluster', () => {
+  let client: Cluster;
+  let store: RedisStateStore;
+
+  beforeAll(async () => {
+    ({ client, store } = await processOn());
+    await store.ready();
+  });
+
+  afterAll(async () => {
+    await store.close();
+    client.disconnect();
+  });
+
+  it('subscribes even though the Cluster it was given is lazy and has no offline queue', () => {
+    // connectCluster() uses lazyConnect + enableOfflineQueue: false (the never-hang settings);
+    // the subscriber, a duplicate, must not inherit them or it never connects.
+    expect(client.options).toMatchObject({ lazyConnect: true, enableOfflineQueue: false });
+    expect(store.status()).toMatchObject({
+      subscribed: true,
+      keyspaceEvents: false, // not used on a Cluster
+      trusted: false, // so entries live `ttl`
+    });
+  });
+
+  it('set/get/delete/list across slots on every master', async () => {
+    const names = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot'];
+    for (const name of names) await store.set(name, 'maintenance');
+    await store.set('golf', { state: 'maintenance', message: 'Moving' }, { ttl: 60_000 });
+
+    // The keys really are spread over several nodes, so list() had to scan each master.
+    const perNode = await Promise.all(
+      cluster.nodes.map(async (n) => Number(await n.cli('dbsize'))),
+    );
+    expect(perNode.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+    expect(perNode.reduce((a, b) => a + b, 0)).toBe(names.length + 1);
+
+    expect(await cluster.cli('get', 'nsro:state:alpha')).toBe('maintenance');
+    expect(await store.get('Alpha/Team')).toEqual({ state: 'maintenance' });
+    const golf = await store.get('golf');
+    expect(golf).toMatchObject({ state: 'maintenance', message: 'Moving' });
+    expect(golf?.expiresAt).toBeInstanceOf(Date);
+
+    const listed = await store.list();
+    expect(listed.map((e) => e.namespace)).toEqual([...names, 'golf']);
+
+    for (const name of [...names, 'golf']) await store.delete(name);
+    expect(await store.get('alpha')).toBeNull();
+    expect(await store.list()).toEqual([]);
+    expect(await cluster.cli('exists', 'nsro:state:alpha')).toBe('0');
+  });
+
+  it.each(expressVersions)('blocks a write through the middleware ($name)', async ({ express }) => {
+    const { app, handled } = guardedApp(express, { store });
+    await store.set('hotel', { state: 'maintenance', message: 'Cluster maintenance' });
+    try {
+      const res = await request(app).post(WRITE('hotel')).set('Accept', 'application/json');
+      expect(res.status).toBe(503);
+      expect(res.headers['x-namespace-read-only']).toBe('hotel');
+      expect(res.body).toMatchObject({ message: 'Cluster maintenance', namespace: 'hotel' });
+      expect(handled).toEqual([]);
+      expect((await request(app).post(WRITE('india'))).status).toBe(200);
+      expect((await request(app).get('/hotel/proj')).status).toBe(200);
+    } finally {
+      await store.delete('hotel');
+    }
+    expect((await request(app).post(WRITE('hotel'))).status).toBe(200);
+  });
+});
+
+describe('changes between processes on a Cluster', () => {
+  it('store.set on one process reaches another through the announcement channel', async () => {
+    const ttl = 10_000;
+    const writer = await processOn({ ttl });
+    const reader = await processOn({ ttl });
+    const { app, guard } = guardedApp(express5, { store: reader.store });
+    const server: Server = app.listen(0, '127.0.0.1');
+    try {
+      expect(await reader.store.ready()).toMatchObject({ subscribed: true });
+      expect((await request(server).post(WRITE('juliet'))).status).toBe(200);
+      expect(reader.store.peek('juliet')).toBeNull();
+
+      await writer.store.set('juliet', 'maintenance');
+      const written = Date.now();
+      await waitFor(async () => (await request(server).post(WRITE('juliet'))).status === 503, {
+        timeout: 3000,
+        interval: 2,
+        what: 'the announcement to reach the other process',
+      });
+      const staleness = Date.now() - written;
+      console.log(`staleness cluster announce: ${staleness} ms (ttl ${ttl} ms)`);
+      expect(staleness).toBeLessThan(1000);
+
+      await writer.store.delete('juliet');
+      await waitFor(async () => (await request(server).post(WRITE('juliet'))).status === 200, {
+        timeout: 1000,
+        interval: 2,
+        what: 'the delete announcement',
+      });
+    } finally {
+      await guard.close();
+      await guard.store.close?.();
+      await writer.store.close();
+      await new Promise((r) => server.close(r));
+      writer.client.disconnect();
+      reader.client.disconnect();
+    }
+  });
+
+  it('a plain redis-cli -c SET is obeyed within the TTL', async () => {
+    const ttl = 300;
+    const { client, store } = await processOn({ ttl });
+    const { app, guard } = guardedApp(express5, { store });
+    const server: Server = app.listen(0, '127.0.0.1');
+    try {
+      await store.ready();
+      expect((await request(server).post(WRITE('kilo'))).status).toBe(200);
+      expect(await cluster.cli('set', 'nsro:state:kilo', 'maintenance')).toBe('OK');
+      const replied = Date.now();
+      await waitFor(async () => (await request(server).post(WRITE('kilo'))).status === 503, {
+        timeout: 3000,
+        interval: 5,
+        what: 'the TTL to expire the cached value',
+      });
+      const staleness = Date.now() - replied;
+      console.log(`staleness cluster ttl-only: ${staleness} ms (ttl ${ttl} ms)`);
+      expect(staleness).toBeLessThanOrEqual(ttl + 200);
+    } finally {
+      await cluster.cli('del', 'nsro:state:kilo');
+      await guard.close();
+      await guard.store.close?.();
+      await new Promise((r) => server.close(r));
+      client.disconnect();
+    }
+  });
+});

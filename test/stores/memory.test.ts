@@ -1,0 +1,388 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import request from 'supertest';
+import { beforeEach, describe, expect, it } from 'vitest';
+import {
+  MemoryStateStore,
+  NamespaceReadOnlyError,
+  type NamespaceState,
+  namespaceReadOnly,
+  type StateInput,
+  type StateStore,
+} from '../../src/index.js';
+import { expressVersions, guardedApp } from '../helpers/apps.js';
+import { recordingLogger } from '../helpers/logger.js';
+
+/** A store that counts `get` calls per key and has no `peek`, so every lookup is a real one. */
+class CountingStore implements StateStore {
+  readonly inner = new MemoryStateStore();
+  readonly gets: string[] = [];
+
+  get(namespace: string): Promise<NamespaceState | null> {
+    this.gets.push(namespace);
+    return this.inner.get(namespace);
+  }
+  set(namespace: string, state: StateInput): Promise<void> {
+    return this.inner.set(namespace, state);
+  }
+  delete(namespace: string): Promise<void> {
+    return this.inner.delete(namespace);
+  }
+  count(key: string): number {
+    return this.gets.filter((k) => k === key).length;
+  }
+}
+
+describe('MemoryStateStore', () => {
+  let store: MemoryStateStore;
+  beforeEach(() => {
+    store = new MemoryStateStore();
+  });
+
+  it('returns null for a namespace with no state', async () => {
+    expect(await store.get('acme')).toBeNull();
+    expect(await store.get('*')).toBeNull();
+  });
+
+  it("set('acme', 'maintenance') reads back as maintenance", async () => {
+    await store.set('acme', 'maintenance');
+    expect(await store.get('acme')).toEqual({ state: 'maintenance' });
+  });
+
+  it("set('acme', 'active') reads back as active", async () => {
+    await store.set('acme', 'active');
+    expect(await store.get('acme')).toEqual({ state: 'active' });
+  });
+
+  it('keeps message, until (a Date) and reason', async () => {
+    const until = new Date(Date.now() + 600_000);
+    await store.set('acme', {
+      state: 'maintenance',
+      message: 'Moving to a new region',
+      until,
+      reason: 'migration',
+    });
+    const got = await store.get('acme');
+    expect(got).toEqual({
+      state: 'maintenance',
+      message: 'Moving to a new region',
+      until,
+      reason: 'migration',
+    });
+    expect(got?.until).toBeInstanceOf(Date);
+  });
+
+  it('turns an ISO until string into a Date', async () => {
+    await store.set('acme', { state: 'maintenance', until: '2026-12-01T10:00:00Z' });
+    const got = await store.get('acme');
+    expect(got?.until).toBeInstanceOf(Date);
+    expect(got?.until?.toISOString()).toBe('2026-12-01T10:00:00.000Z');
+  });
+
+  it('drops empty optional fields rather than storing them', async () => {
+    await store.set('acme', { state: 'maintenance', message: '' });
+    expect(await store.get('acme')).toEqual({ state: 'maintenance' });
+  });
+
+  it('replaces a state on a second set', async () => {
+    await store.set('acme', { state: 'maintenance', message: 'first' });
+    await store.set('acme', 'active');
+    expect(await store.get('acme')).toEqual({ state: 'active' });
+  });
+
+  it('delete makes the namespace stateless again', async () => {
+    await store.set('acme', 'maintenance');
+    await store.delete('acme');
+    expect(await store.get('acme')).toBeNull();
+  });
+
+  it('delete of a namespace with no state is a no-op', async () => {
+    await expect(store.delete('nobody')).resolves.toBeUndefined();
+  });
+
+  it('normalises keys to the lower-cased root namespace', async () => {
+    await store.set('Acme/Team', 'maintenance');
+    expect(await store.get('acme')).toEqual({ state: 'maintenance' });
+    expect(await store.get('ACME')).toEqual({ state: 'maintenance' });
+    expect(await store.get('acme/other/project')).toEqual({ state: 'maintenance' });
+    expect(store.peek('acme')).toEqual({ state: 'maintenance' });
+    // `team` is not a key of its own.
+    expect(await store.get('team')).toBeNull();
+    await store.delete('ACME/whatever');
+    expect(await store.get('acme')).toBeNull();
+  });
+
+  it("keeps '*' (the instance) apart from every namespace", async () => {
+    await store.set('*', 'maintenance');
+    expect(await store.get('*')).toEqual({ state: 'maintenance' });
+    expect(await store.get('acme')).toBeNull();
+    await store.delete('*');
+    expect(await store.get('*')).toBeNull();
+  });
+
+  it('keeps namespaces that share a prefix apart', async () => {
+    await store.set('acme', 'maintenance');
+    expect(await store.get('acme-corp')).toBeNull();
+    expect(await store.get('acmex')).toBeNull();
+  });
+
+  it('returns a state the caller cannot change', async () => {
+    const input = { state: 'maintenance' as const, message: 'original' };
+    await store.set('acme', input);
+    input.message = 'changed afterwards';
+    const got = await store.get('acme');
+    expect(got?.message).toBe('original');
+    expect(Object.isFrozen(got)).toBe(true);
+  });
+
+  it('keeps its own copy of until: changing the Date passed to set changes nothing', async () => {
+    const until = new Date('2030-01-01T00:00:00Z');
+    await store.set('acme', { state: 'maintenance', until });
+    until.setTime(0);
+    expect((await store.get('acme'))?.until?.toISOString()).toBe('2030-01-01T00:00:00.000Z');
+  });
+
+  it.each([
+    ['an empty name', ''],
+    ['a leading slash', '/acme'],
+    ['a space', 'ac me'],
+    ['a dot segment', '..'],
+    ['a percent sign', 'ac%41me'],
+    ['a semicolon', 'acme;x'],
+    ['a backslash', 'acme\\x'],
+    ['non-ASCII', 'äcme'],
+    ['a control character', 'acme\n'],
+    ['an over-long name', 'a'.repeat(256)],
+  ])('rejects %s with a TypeError (get, set, delete)', async (_, name) => {
+    await expect(store.get(name)).rejects.toThrow(TypeError);
+    await expect(store.set(name, 'maintenance')).rejects.toThrow(TypeError);
+    await expect(store.delete(name)).rejects.toThrow(TypeError);
+  });
+
+  it.each([
+    ['null', null],
+    ['undefined', undefined],
+    ['a number', 42],
+    ['an object', {}],
+  ])('rejects a name that is %s with a TypeError', async (_, name) => {
+    await expect(store.get(name as unknown as string)).rejects.toThrow(TypeError);
+    await expect(store.set(name as unknown as string, 'maintenance')).rejects.toThrow(TypeError);
+  });
+
+  it('rejects a state object it cannot understand with a TypeError and keeps the old state', async () => {
+    await store.set('acme', 'active');
+    for (const bad of [
+      { state: 'maintainance' },
+      { message: 'no state' },
+      null,
+      42,
+      { state: 'maintenance', until: 'not a date' },
+      { state: 'maintenance', until: new Date(Number.NaN) },
+    ]) {
+      await expect(store.set('acme', bad as unknown as StateInput)).rejects.toThrow(TypeError);
+    }
+    expect(await store.get('acme')).toEqual({ state: 'active' });
+  });
+
+  it("reads an unknown string ('maintenence') back as maintenance, flagged unrecognized", async () => {
+    await store.set('acme', 'maintenence');
+    expect(await store.get('acme')).toEqual({ state: 'maintenance', unrecognized: 'maintenence' });
+  });
+
+  it('reads a JSON string as an operator would type it into redis-cli', async () => {
+    await store.set(
+      'acme',
+      '{"state":"maintenance","message":"Migrating","until":"2026-12-01T10:00:00Z"}',
+    );
+    expect(await store.get('acme')).toEqual({
+      state: 'maintenance',
+      message: 'Migrating',
+      until: new Date('2026-12-01T10:00:00Z'),
+    });
+  });
+
+  it('reads a JSON string with an unknown state as maintenance', async () => {
+    await store.set('acme', '{"state":"paused"}');
+    const got = await store.get('acme');
+    expect(got?.state).toBe('maintenance');
+    expect(got?.unrecognized).toBe('"paused"');
+  });
+});
+
+describe.each(expressVersions)('store states through the guard ($name)', ({ express }) => {
+  it("blocks a write to a namespace whose value is a typo ('maintenence') and warns", async () => {
+    const store = new MemoryStateStore();
+    await store.set('acme', 'maintenence');
+    const { logger, entries } = recordingLogger();
+    const { app, handled } = guardedApp(express, { store, logger });
+    const res = await request(app).post('/acme/project/-/issues');
+    expect(res.status).toBe(503);
+    expect(res.headers['x-namespace-read-only']).toBe('acme');
+    expect(handled).toEqual([]);
+    const warnings = entries.filter((e) => e.level === 'warn');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.object).toMatchObject({
+      namespace: 'acme',
+      method: 'POST',
+      path: '/acme/project/-/issues',
+      reason: 'unrecognized-state',
+      value: 'maintenence',
+    });
+  });
+
+  it('treats an unknown instance value as instance maintenance', async () => {
+    const store = new MemoryStateStore();
+    await store.set('*', 'on');
+    const { logger, entries } = recordingLogger();
+    const { app, handled } = guardedApp(express, { store, logger });
+    const res = await request(app).post('/anyone/x');
+    expect(res.status).toBe(503);
+    expect(res.headers['x-namespace-read-only']).toBe('*');
+    expect(handled).toEqual([]);
+    expect(entries.find((e) => e.level === 'warn')?.object).toMatchObject({
+      namespace: '*',
+      reason: 'unrecognized-state',
+      value: 'on',
+    });
+  });
+
+  it("lets writes through to a namespace explicitly set 'active'", async () => {
+    const store = new MemoryStateStore();
+    await store.set('acme', 'active');
+    const { logger, entries } = recordingLogger();
+    const { app, handled } = guardedApp(express, { store, logger });
+    const res = await request(app).post('/acme/x');
+    expect(res.status).toBe(200);
+    expect(handled).toEqual([{ method: 'POST', url: '/acme/x' }]);
+    expect(entries.filter((e) => e.level === 'warn')).toEqual([]);
+  });
+
+  it("lets writes through to an instance explicitly set 'active'", async () => {
+    const store = new MemoryStateStore();
+    await store.set('*', 'active');
+    const { app } = guardedApp(express, { store });
+    expect((await request(app).post('/acme/x')).status).toBe(200);
+    expect((await request(app).post('/users/foo')).status).toBe(200);
+  });
+
+  it("does not let a namespace's 'active' override instance maintenance", async () => {
+    const store = new MemoryStateStore();
+    await store.set('acme', 'active');
+    await store.set('*', 'maintenance');
+    const { app, handled } = guardedApp(express, { store });
+    const res = await request(app).post('/acme/x');
+    expect(res.status).toBe(503);
+    expect(res.headers['x-namespace-read-only']).toBe('*');
+    expect(handled).toEqual([]);
+  });
+
+  it('opens writes again after delete, and closes them after set, without a restart', async () => {
+    const store = new MemoryStateStore();
+    const { app } = guardedApp(express, { store });
+    expect((await request(app).post('/acme/x')).status).toBe(200);
+    await store.set('Acme', 'maintenance');
+    expect((await request(app).post('/acme/x')).status).toBe(503);
+    await store.delete('acme');
+    expect((await request(app).post('/acme/x')).status).toBe(200);
+  });
+});
+
+describe.each(expressVersions)('the per-request memo ($name)', ({ express }) => {
+  /**
+   * An app whose handler asks the guard again (as a GraphQL resolver or a service layer would),
+   * several times, for the request's namespace and others.
+   */
+  function appWithChecks(store: CountingStore) {
+    const guard = namespaceReadOnly({ store });
+    const answers: unknown[] = [];
+    const app = express();
+    app.use(guard);
+    app.use((req: IncomingMessage, res: ServerResponse, next: (e?: unknown) => void) => {
+      (async () => {
+        answers.length = 0;
+        answers.push(await guard.isReadOnly('acme', req));
+        answers.push(await guard.isReadOnly('Acme/Team', req));
+        answers.push(await guard.isReadOnly('acme', req));
+        for (let i = 0; i < 2; i++) {
+          try {
+            await guard.assertWritable('acme', req);
+            answers.push('writable');
+          } catch (error) {
+            answers.push(error instanceof NamespaceReadOnlyError ? error.namespace : error);
+          }
+        }
+        answers.push(await guard.isReadOnly('*', req));
+        answers.push(await guard.isReadOnly('other', req));
+        answers.push(await guard.isReadOnly('OTHER', req));
+        res.end('ok');
+      })().catch(next);
+    });
+    return { app, guard, answers };
+  }
+
+  it('reads each key once per request across the guard and later checks (write)', async () => {
+    const store = new CountingStore();
+    const { app, answers } = appWithChecks(store);
+    const res = await request(app).post('/acme/x');
+    expect(res.status).toBe(200);
+    expect(answers).toEqual([false, false, false, 'writable', 'writable', false, false, false]);
+    expect(store.count('acme')).toBe(1);
+    expect(store.count('*')).toBe(1);
+    expect(store.count('other')).toBe(1);
+    expect(store.gets).toHaveLength(3);
+  });
+
+  it('reads each key once per request when only the checks ask (read in maintenance)', async () => {
+    const store = new CountingStore();
+    await store.set('acme', { state: 'maintenance', message: 'm' });
+    const { app, answers } = appWithChecks(store);
+    // A GET passes the guard without a lookup; the handler's checks then read each key once.
+    const res = await request(app).get('/acme/x');
+    expect(res.status).toBe(200);
+    expect(answers).toEqual([true, true, true, 'acme', 'acme', false, false, false]);
+    expect(store.count('acme')).toBe(1);
+    expect(store.count('*')).toBe(1);
+    expect(store.count('other')).toBe(1);
+  });
+
+  it('does not share the memo between two requests', async () => {
+    const store = new CountingStore();
+    const { app, answers } = appWithChecks(store);
+    expect((await request(app).post('/acme/x')).status).toBe(200);
+    expect(answers[0]).toBe(false);
+    // A state change between requests is seen by the next request.
+    await store.set('acme', 'maintenance');
+    expect((await request(app).post('/acme/x')).status).toBe(503);
+    expect((await request(app).get('/acme/x')).status).toBe(200);
+    expect(answers[0]).toBe(true);
+    expect(store.count('acme')).toBe(3);
+    expect(store.count('*')).toBe(3);
+  });
+
+  it('keeps one answer for the whole request even if the state changes mid-request', async () => {
+    const store = new CountingStore();
+    const guard = namespaceReadOnly({ store });
+    const seen: boolean[] = [];
+    const app = express();
+    app.use(guard);
+    app.use((req: IncomingMessage, res: ServerResponse, next: (e?: unknown) => void) => {
+      (async () => {
+        await store.set('acme', 'maintenance');
+        seen.push(await guard.isReadOnly('acme', req)); // memoised: the guard saw it writable
+        seen.push(await guard.isReadOnly('acme')); // no request: a fresh lookup
+        res.end('ok');
+      })().catch(next);
+    });
+    expect((await request(app).post('/acme/x')).status).toBe(200);
+    expect(seen).toEqual([false, true]);
+  });
+
+  it('does not memoise checks made without a request', async () => {
+    const store = new CountingStore();
+    const guard = namespaceReadOnly({ store });
+    expect(await guard.isReadOnly('acme')).toBe(false);
+    await store.set('acme', 'maintenance');
+    expect(await guard.isReadOnly('acme')).toBe(true);
+    await expect(guard.assertWritable('acme')).rejects.toBeInstanceOf(NamespaceReadOnlyError);
+    expect(store.count('acme')).toBe(3);
+  });
+});
