@@ -52,6 +52,7 @@ async function checkWritable(fullPath, req) {
       ok: false,
       error: new NamespaceReadOnlyError(
         'The namespace this write targets could not be checked, so it was refused.',
+        'invalid-namespace',
         null,
         60,
       ),
@@ -90,7 +91,8 @@ app.post('/api/graphql', async (req, res) => {
           message: check.error.message,
           path: [mutation],
           extensions: {
-            code: 'NAMESPACE_MAINTENANCE',
+            code: check.error.code,
+            reason: check.error.reason,
             namespace: check.error.namespace,
             retryAfter: check.error.retryAfter,
           },
@@ -199,8 +201,8 @@ async function selfCheck() {
     } catch {}
     return { status: res.status, headers: res.headers, json };
   };
-  const graphqlRefused = (r) =>
-    r.status === 200 && r.json?.errors?.[0]?.extensions?.code === 'NAMESPACE_MAINTENANCE';
+  const graphqlRefused = (code) => (r) =>
+    r.status === 200 && r.json?.errors?.[0]?.extensions?.code === code;
   const graphqlDone = (r) => r.status === 200 && r.json?.errors === undefined && r.json?.data;
   const blockedBy = (namespace) => (r) =>
     r.status === 503 &&
@@ -245,15 +247,15 @@ async function selfCheck() {
       'GraphQL createIssue acme/proj',
       '/api/graphql',
       createIssue('acme/proj'),
-      graphqlRefused,
-      'NAMESPACE_MAINTENANCE',
+      graphqlRefused('ERR_NSRO_MAINTENANCE'),
+      'ERR_NSRO_MAINTENANCE',
     ],
     [
       'GraphQL createIssue ACME/team/tools',
       '/api/graphql',
       createIssue('ACME/team/tools'),
-      graphqlRefused,
-      'NAMESPACE_MAINTENANCE',
+      graphqlRefused('ERR_NSRO_MAINTENANCE'),
+      'ERR_NSRO_MAINTENANCE',
     ],
     ['GraphQL createIssue beta/app', '/api/graphql', createIssue('beta/app'), graphqlDone, 'data'],
     [
@@ -267,7 +269,7 @@ async function selfCheck() {
       'GraphQL createIssue "a b/c" (no valid name)',
       '/api/graphql',
       createIssue('a b/c'),
-      graphqlRefused,
+      graphqlRefused('ERR_NSRO_INVALID_NAMESPACE'),
       'refused (fails closed)',
     ],
     [
@@ -351,8 +353,8 @@ async function selfCheck() {
       'GraphQL createIssue beta/app',
       '/api/graphql',
       createIssue('beta/app'),
-      graphqlRefused,
-      'NAMESPACE_MAINTENANCE (instance)',
+      graphqlRefused('ERR_NSRO_INSTANCE_MAINTENANCE'),
+      'ERR_NSRO_INSTANCE_MAINTENANCE',
     ],
     [
       'SSH push /beta/app.git',

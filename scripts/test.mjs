@@ -80,7 +80,8 @@ if (reason) {
   header(`npm ci (${reason})`);
   // `npm ci` refuses a lockfile that lacks entries for other platforms' optional binaries
   // (@biomejs/cli-*, @rollup/rollup-*), which happens when the registry that wrote it does not
-  // serve them. `npm install` then installs the same locked versions, so fall back to it.
+  // serve them. `npm install --no-save` then installs the same locked versions without rewriting
+  // package-lock.json, so fall back to it.
   const ci = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
@@ -91,8 +92,8 @@ if (reason) {
   } else {
     const ciOutput = `${ci.stdout ?? ''}${ci.stderr ?? ''}${ci.error?.message ?? ''}`;
     const why = ciOutput.includes('in sync') ? 'lockfile not in sync' : `exit code ${ci.status}`;
-    console.log(`npm ci failed (${why}); falling back to npm install with the same lockfile`);
-    if (sh('npm', ['install', '--no-audit', '--no-fund']) !== 0) {
+    console.log(`npm ci failed (${why}); falling back to npm install --no-save with the same lockfile`);
+    if (sh('npm', ['install', '--no-save', '--no-audit', '--no-fund']) !== 0) {
       console.error(`\nnpm ci said:\n${ciOutput}\ndependencies: npm install failed too`);
       finish(1);
     }

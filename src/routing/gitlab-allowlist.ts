@@ -34,7 +34,7 @@ export function gitlabAllowlist(options: GitlabAllowlistOptions = {}): AllowRule
     { method: 'POST', path: '/jwt/auth' },
     { method: 'POST', path: '/admin/session' },
     { method: 'POST', path: '/admin/session/destroy' },
-    // GraphQL refuses mutations itself (programmatic check, code NAMESPACE_MAINTENANCE).
+    // GraphQL refuses mutations itself (programmatic check, code ERR_NSRO_MAINTENANCE).
     { method: 'POST', path: '/api/graphql' },
     // gitlab-shell and Workhorse; the handlers behind it ask the state themselves.
     { method: '*', path: '/api/v4/internal{/*rest}' },
