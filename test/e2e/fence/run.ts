@@ -28,8 +28,9 @@ import {
  * 1. `enable acme --wait` under load: it returns, no acme commit follows its marker, and
  *    writes to the other namespaces go on.
  * 2. `disable acme`, then `enable acme --wait` again while one process, with acme writes in
- *    flight, is SIGKILLed 100 ms into the wait: the wait returns (the dead process drops out by
- *    its heartbeat) within heartbeatTtl plus a margin, and the marker rule holds for the rest.
+ *    flight, is SIGKILLed once the wait has begun: the wait returns (the dead process drops out
+ *    by its heartbeat) only once the dead process's registration has expired, and the marker
+ *    rule holds for the rest.
  * 3. `enable '*' --wait`: no commit at all follows its marker.
  * 4. A job (`guard.runWrite('acme', …)`) held open in one process: `enable acme --wait
  *    --timeout 1s` exits 3 naming that process with 1 write in flight; once the job ends,
@@ -200,7 +201,7 @@ class Load {
         const byStatus = this.statuses.get(ns) ?? new Map<number, number>();
         byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
         this.statuses.set(ns, byStatus);
-        // A refusal comes back at once: do not spin on it.
+        // A refusal comes back at once: do not spin on it (pacing of the load, not a wait).
         if (status !== 201) await sleep(20);
       } catch {
         this.errors++; // the process was killed under this request
@@ -276,7 +277,9 @@ export interface FenceRunReport {
     /** acme writes the killed process was running when it died. */
     readonly victimInflight: number;
     readonly victimPid: number;
-    /** From the SIGKILL to the CLI's exit. */
+    /** Whether the killed process's registration existed right before the kill, and when the CLI exited. */
+    readonly victimRegistered: { readonly atKill: boolean; readonly atExit: boolean };
+    /** From the SIGKILL to the CLI's exit (reported, not asserted). */
     readonly killToExitMs: number;
     readonly lateAcme: readonly string[];
   };
@@ -322,20 +325,65 @@ export async function runFence(options: FenceRunOptions = {}): Promise<FenceRunR
       await db.rpush('commits', `OPEN ${label}`);
       await db.multi().del(`nsro:state:${ns}`).publish('nsro:changes', ns).exec();
     };
+    /** Commits recorded after `marker` (all of them when `marker` is null). */
+    const commitsAfter = async (marker: string | null) => {
+      const all = await db.lrange('commits', 0, -1);
+      return marker === null ? all : all.slice(all.indexOf(marker) + 1);
+    };
+    /**
+     * Waits until no live app runs a write handler for `namespace` (any, when null): every write
+     * admitted so far has committed, so a lost one would now show after its marker.
+     */
+    const settled = (namespace: string | null, what: string) =>
+      waitFor(
+        async () => {
+          for (const app of apps.filter((a) => a.alive)) {
+            const busy = JSON.parse((await get(app.port, '/-/busy')).body) as Record<
+              string,
+              number
+            >;
+            const running = namespace === null ? Object.values(busy) : [busy[namespace] ?? 0];
+            if (running.some((n) => n > 0)) return false;
+          }
+          return true;
+        },
+        { timeout: 20_000, interval: 20, what },
+      );
+    const registered = async (pid: number) =>
+      (await db.keys('nsro:proc:*')).some((key) => key.includes(`:${pid}:`));
 
     load = new Load(apps, options.concurrency ?? 12);
     load.start();
-    await sleep(1000);
+    // Under load: every process has committed writes.
+    await waitFor(
+      async () => {
+        const pids = new Set((await commitsAfter(null)).map((e) => e.split(' ')[1]));
+        return apps.every((a) => pids.has(String(a.pid)));
+      },
+      { timeout: 20_000, interval: 20, what: 'every app committing writes' },
+    );
 
     // 1. The fence under load.
     const fence = await nsro(url, ['enable', 'acme', '--wait', '--timeout', '20s'], mark('MARK 1'));
-    await sleep(1000);
+    // Writes to the other namespaces went on after the marker, and every acme write admitted
+    // before it has ended.
+    await waitFor(
+      async () =>
+        (await commitsAfter('MARK 1')).filter((e) => namespaceOf(e) !== 'acme').length >= 10,
+      { timeout: 20_000, interval: 20, what: 'writes to the other namespaces after MARK 1' },
+    );
+    await settled('acme', 'no acme write running after MARK 1');
     await disable('acme', '1');
     const inFence = between(await db.lrange('commits', 0, -1), 'MARK 1', 'OPEN 1');
 
     // 2. A process dies with acme writes in flight while a second wait runs.
-    await sleep(300);
     const victim = apps[apps.length - 1] as App;
+    // The reopening has reached the victim.
+    await waitFor(async () => (await post(victim.port, '/acme/write?ms=0')) === 201, {
+      timeout: 10_000,
+      interval: 20,
+      what: 'the victim admitting acme writes again',
+    });
     const slow = [1, 2].map(() => post(victim.port, '/acme/write?ms=10000').catch(() => 0));
     await waitFor(
       async () => (JSON.parse((await get(victim.port, '/-/busy')).body).acme ?? 0) >= 2,
@@ -344,16 +392,27 @@ export async function runFence(options: FenceRunOptions = {}): Promise<FenceRunR
     let victimInflight = 0;
     let killedAt = 0;
     let killing: Promise<void> | undefined;
+    const victimRegistered = { atKill: false, atExit: true };
     const kill = await nsro(
       url,
       ['enable', 'acme', '--wait', '--timeout', '20s'],
-      mark('MARK 2'),
+      async () => {
+        // Checked right after the marker: the victim cannot register again (it is dead).
+        const [, atExit] = await Promise.all([mark('MARK 2')(), registered(victim.pid)]);
+        victimRegistered.atExit = atExit;
+      },
       (line) => {
         // Printed once the state is set, right before the wait starts.
         if (killing !== undefined || !line.startsWith('acme: maintenance')) return;
         killing = (async () => {
-          await sleep(100);
+          // Killed once the wait has begun (its epoch is set), so the wait counts the victim.
+          await waitFor(async () => (await db.hget('nsro:fence:acme', 'epoch')) === '2', {
+            timeout: 10_000,
+            interval: 5,
+            what: 'the second wait to begin',
+          });
           victimInflight = JSON.parse((await get(victim.port, '/-/busy')).body).acme ?? 0;
+          victimRegistered.atKill = await registered(victim.pid);
           victim.child.kill('SIGKILL');
           killedAt = performance.now();
         })();
@@ -361,17 +420,20 @@ export async function runFence(options: FenceRunOptions = {}): Promise<FenceRunR
     );
     await killing;
     await Promise.all(slow);
-    await sleep(700);
+    await settled('acme', 'no acme write running after MARK 2');
     await disable('acme', '2');
 
-    // 3. The instance.
-    await sleep(300);
+    // 3. The instance, once writes flow again.
+    await waitFor(async () => (await commitsAfter('OPEN 2')).length > 0, {
+      timeout: 20_000,
+      interval: 20,
+      what: 'commits after OPEN 2',
+    });
     const instance = await nsro(url, ['enable', '*', '--wait', '--timeout', '20s'], mark('MARK *'));
-    await sleep(500);
+    await settled(null, 'no write running after MARK *');
     await disable('*', '*');
 
     // 4. A job that never ends: the wait times out and names its process.
-    await sleep(200);
     const holder = apps[0] as App;
     // The instance's reopening may take a moment to reach the holder.
     await waitFor(async () => (await get(holder.port, '/-/hold/acme')).status === 202, {
@@ -398,6 +460,7 @@ export async function runFence(options: FenceRunOptions = {}): Promise<FenceRunR
         cli: kill,
         victimInflight,
         victimPid: victim.pid,
+        victimRegistered,
         killToExitMs: Math.round(kill.exitedAt - killedAt),
         lateAcme: acmeOnly(between(all, 'MARK 2', 'OPEN 2')),
       },
@@ -414,6 +477,7 @@ export async function runFence(options: FenceRunOptions = {}): Promise<FenceRunR
   } finally {
     await load?.stop();
     for (const app of apps) if (app.alive) app.child.kill('SIGTERM');
+    // A fallback for an app that does not stop on SIGTERM, not a synchronisation.
     await Promise.race([
       Promise.all(apps.map((a) => a.exited)),
       sleep(5000).then(() => {
