@@ -121,7 +121,6 @@ describe.each(expressVersions)('operator flow with redis-cli ($name)', ({ expres
 
   it('SET ... EX 2 blocks with Retry-After <= 2 and ends by itself', async () => {
     await keyspace.cli('set', 'nsro:state:acme', 'maintenance', 'EX', '2');
-    const setAt = Date.now();
     await blocked(WRITE('acme'));
     const res = await post(WRITE('acme'));
     expect(res.status).toBe(503);
@@ -129,11 +128,11 @@ describe.each(expressVersions)('operator flow with redis-cli ($name)', ({ expres
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(2);
 
-    await writable(WRITE('acme'), 6000);
-    // Not before the key expired (a little slack for the clock granularity of EX).
-    expect(Date.now() - setAt).toBeGreaterThanOrEqual(1900);
+    // 20 s: 10x the key's 2 s life, so a loaded machine cannot make it look stuck.
+    await writable(WRITE('acme'), 20_000);
+    // Not before the key expired: by the time writes pass, it is gone.
     expect(await keyspace.cli('exists', 'nsro:state:acme')).toBe('0');
-  });
+  }, 30_000);
 
   it('a typo closes the namespace and logs a warning', async () => {
     await keyspace.cli('set', 'nsro:state:acme', 'maintenence');
@@ -241,8 +240,9 @@ describe('store API on Redis', () => {
 });
 
 describe('invalidation', () => {
-  it('with keyspace notifications a redis-cli SET reaches two processes well inside the TTL', async () => {
-    const ttl = 10_000;
+  it('with keyspace notifications a redis-cli SET reaches two processes before the TTL could', async () => {
+    // An hour: during the test, only the push can tell the processes.
+    const ttl = 3_600_000;
     const a = await processOn(keyspace, { ttl });
     const b = await processOn(keyspace, { ttl });
     const appA = guardedApp(express5, { store: a.store });
@@ -259,7 +259,6 @@ describe('invalidation', () => {
       expect(a.store.peek('pushed')).toBeNull();
       expect(b.store.peek('pushed')).toBeNull();
 
-      const started = Date.now();
       await keyspace.cli('set', 'nsro:state:pushed', 'maintenance');
       const replied = Date.now();
       await waitFor(
@@ -270,13 +269,9 @@ describe('invalidation', () => {
           ]);
           return ra.status === 503 && rb.status === 503;
         },
-        { timeout: 3000, interval: 2, what: 'both processes blocking' },
+        { timeout: 10_000, interval: 5, what: 'both processes blocking' },
       );
-      const staleness = Date.now() - replied;
-      console.log(
-        `staleness push: ${staleness} ms (from the SET reply; ${Date.now() - started} ms including redis-cli start-up; ttl ${ttl} ms)`,
-      );
-      expect(staleness).toBeLessThan(1000);
+      console.log(`staleness push: ${Date.now() - replied} ms (reported, not asserted)`);
     } finally {
       await clearStates(keyspace);
       await Promise.all([appA.guard.close(), appB.guard.close()]);
@@ -292,38 +287,53 @@ describe('invalidation', () => {
       await clearStates(plain);
     });
 
-    it('a redis-cli SET is obeyed within the TTL', async () => {
-      const ttl = 300;
-      const { client, store } = await processOn(plain, { ttl });
-      const { app, guard } = guardedApp(express5, { store });
-      const server = app.listen(0, '127.0.0.1');
+    it('a redis-cli SET is obeyed once the TTL has passed, and only through the TTL', async () => {
+      // Two processes that differ only in their TTL. The one with an hour's TTL is warmed first:
+      // had the TTL no effect, its entry would expire first.
+      const long = await processOn(plain, { ttl: 3_600_000 });
+      const short = await processOn(plain, { ttl: 300 });
+      const apps = [
+        guardedApp(express5, { store: long.store }),
+        guardedApp(express5, { store: short.store }),
+      ];
+      const servers: Server[] = apps.map(({ app }) => app.listen(0, '127.0.0.1'));
+      const [longServer, shortServer] = servers as [Server, Server];
+      const post = (server: Server) => request(server).post(WRITE('polled'));
       try {
-        expect(await store.ready()).toMatchObject({
-          subscribed: true,
-          keyspaceEvents: false,
-          trusted: false,
-        });
-        expect((await request(server).post(WRITE('polled'))).status).toBe(200);
+        for (const { store } of [long, short]) {
+          expect(await store.ready()).toMatchObject({
+            subscribed: true,
+            keyspaceEvents: false,
+            trusted: false,
+          });
+        }
+        expect((await post(longServer)).status).toBe(200);
+        expect((await post(shortServer)).status).toBe(200);
         await plain.cli('set', 'nsro:state:polled', 'maintenance');
         const replied = Date.now();
-        await waitFor(async () => (await request(server).post(WRITE('polled'))).status === 503, {
-          timeout: 3000,
+        // 10 s: over 10x the 300 ms TTL.
+        await waitFor(async () => (await post(shortServer)).status === 503, {
+          timeout: 10_000,
           interval: 5,
           what: 'the TTL to expire the cached value',
         });
-        const staleness = Date.now() - replied;
-        console.log(`staleness ttl-only: ${staleness} ms (ttl ${ttl} ms)`);
-        expect(staleness).toBeLessThanOrEqual(ttl + 200);
+        console.log(`staleness ttl-only: ${Date.now() - replied} ms (ttl 300 ms; not asserted)`);
+        // Nothing else told it: the process with the long TTL still admits.
+        expect((await post(longServer)).status).toBe(200);
       } finally {
-        await guard.close();
-        await guard.store.close?.();
-        await new Promise((r) => server.close(r));
-        client.disconnect();
+        for (const { guard } of apps) {
+          await guard.close();
+          await guard.store.close?.();
+        }
+        await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+        long.client.disconnect();
+        short.client.disconnect();
       }
     });
 
     it('a change made with store.set on another process is pushed on the channel', async () => {
-      const ttl = 10_000;
+      // An hour: during the test, only the announcement can tell the reader.
+      const ttl = 3_600_000;
       const writer = await processOn(plain, { ttl });
       const reader = await processOn(plain, { ttl });
       const { app, guard } = guardedApp(express5, { store: reader.store });
@@ -339,13 +349,13 @@ describe('invalidation', () => {
         await writer.store.set('announced', { state: 'maintenance', message: 'Announced' });
         const written = Date.now();
         await waitFor(async () => (await request(server).post(WRITE('announced'))).status === 503, {
-          timeout: 3000,
-          interval: 2,
+          timeout: 10_000,
+          interval: 5,
           what: 'the announcement',
         });
-        const staleness = Date.now() - written;
-        console.log(`staleness announce (no keyspace events): ${staleness} ms (ttl ${ttl} ms)`);
-        expect(staleness).toBeLessThan(1000);
+        console.log(
+          `staleness announce (no keyspace events): ${Date.now() - written} ms (not asserted)`,
+        );
         const res = await request(server)
           .post(WRITE('announced'))
           .set('Accept', 'application/json');
@@ -353,8 +363,8 @@ describe('invalidation', () => {
 
         await writer.store.delete('announced');
         await waitFor(async () => (await request(server).post(WRITE('announced'))).status === 200, {
-          timeout: 1000,
-          interval: 2,
+          timeout: 10_000,
+          interval: 5,
           what: 'the delete announcement',
         });
       } finally {
@@ -368,7 +378,11 @@ describe('invalidation', () => {
     });
 
     it("keyspaceEvents: 'enable' turns notifications on and then redis-cli changes are pushed", async () => {
-      const { client, store } = await processOn(plain, { ttl: 10_000, keyspaceEvents: 'enable' });
+      // An hour's TTL: only the notification can refresh the entry during the test.
+      const { client, store } = await processOn(plain, {
+        ttl: 3_600_000,
+        keyspaceEvents: 'enable',
+      });
       try {
         expect(await store.ready()).toMatchObject({ keyspaceEvents: true, trusted: true });
         const flags = (await plain.cli('config', 'get', 'notify-keyspace-events')).split('\n')[1];
@@ -376,7 +390,7 @@ describe('invalidation', () => {
         expect(await store.get('enabled')).toBeNull();
         await plain.cli('set', 'nsro:state:enabled', 'maintenance');
         await waitFor(() => store.peek('enabled')?.state === 'maintenance', {
-          timeout: 1000,
+          timeout: 10_000,
           interval: 2,
           what: 'the keyspace notification',
         });
@@ -445,7 +459,7 @@ describe('single-flight and tiers', () => {
 
     await keyspace.cli('config', 'resetstat');
     burst();
-    await waitFor(() => passed + blocked === BURST, { timeout: 3000, interval: 2 });
+    await waitFor(() => passed + blocked === BURST, { timeout: 10_000, interval: 2 });
     const cold = await commandCalls(keyspace);
     expect(passed).toBe(BURST);
     console.log(
@@ -476,7 +490,7 @@ describe('single-flight and tiers', () => {
 
     await keyspace.cli('set', 'nsro:state:tiers', 'maintenance');
     await waitFor(() => store.peek('tiers')?.state === 'maintenance', {
-      timeout: 1000,
+      timeout: 10_000,
       interval: 2,
       what: 'the pushed refresh',
     });
@@ -506,12 +520,12 @@ describe('single-flight and tiers', () => {
           passed = true;
         },
       );
-      await waitFor(() => passed, { timeout: 1000 });
+      await waitFor(() => passed, { timeout: 10_000 });
       expect(get.mock.calls.length + peek.mock.calls.length).toBe(lookups);
 
       // Even after the state changed, the request keeps the answer it started with...
       await keyspace.cli('set', 'nsro:state:memo', 'maintenance');
-      await waitFor(() => store.peek('memo')?.state === 'maintenance', { timeout: 1000 });
+      await waitFor(() => store.peek('memo')?.state === 'maintenance', { timeout: 10_000 });
       expect(await guard.isReadOnly('memo', req)).toBe(false);
       // ...while a new request sees the change.
       expect(await guard.isReadOnly('memo', fakeRequest(WRITE('memo')))).toBe(true);
