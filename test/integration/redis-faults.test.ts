@@ -16,15 +16,48 @@ import {
 
 /**
  * Redis failing under a running app: killed (connection refused), restarted on the same port,
- * and stalled (sockets open, no bytes). Every request must still be answered within the time
- * budget, by the policy: last-known values while they are young enough, then `onStoreError`.
- * The bounds below are correctness bounds (no request waits on a dead Redis), not performance
- * assertions.
+ * and stalled (sockets open, no bytes). Every request must still be answered, by the policy:
+ * last-known values while they are young enough, then `onStoreError`. No request may wait on
+ * Redis: each is answered while Redis is still dead or the line still stalled (the test only
+ * brings it back once the traffic is over), so one that waited would hang the test.
  */
 
 const WRITE = (ns: string) => `/${ns}/proj/-/issues`;
-/** No request may wait on Redis much longer than the read budget; generous for a loaded CI box. */
-const ANSWER_BOUND_MS = 1000;
+
+/** `client`, recording the keys of every MGET (a read of states) sent through it. */
+function recordingReads(client: Redis): { redis: Redis; reads: string[][] } {
+  const reads: string[][] = [];
+  const redis = new Proxy(client, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (prop === 'mget') {
+        return (...keys: string[]) => {
+          reads.push(keys.flat());
+          return target.mget(...keys);
+        };
+      }
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { redis, reads };
+}
+
+/**
+ * Waits until the circuit has opened, let a probe through after its cool-down (a read sent
+ * while it was open), and opened again: the probe failed.
+ */
+async function throughAFailedProbe(store: RedisStateStore, reads: readonly unknown[]) {
+  let sentWhenOpen = -1;
+  await waitFor(
+    () => {
+      const open = store.status().circuitOpen;
+      if (sentWhenOpen === -1 && open) sentWhenOpen = reads.length;
+      return sentWhenOpen !== -1 && reads.length > sentWhenOpen && open;
+    },
+    // 10 s: 10x the circuit's 1 s cool-down.
+    { timeout: 10_000, interval: 2, what: 'the circuit to open, probe and open again' },
+  );
+}
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => {
@@ -68,6 +101,7 @@ async function timedPost(app: App, path: string): Promise<Timed> {
 describe('Redis killed and restarted', () => {
   let server: RedisServer;
   let client: Redis;
+  let reads: string[][];
   let store: RedisStateStore;
   /** Per Express major: a fail-closed app and a fail-open app on the same store. */
   let apps: { name: string; closed: App; open: App }[];
@@ -75,7 +109,9 @@ describe('Redis killed and restarted', () => {
   beforeAll(async () => {
     server = await startRedis(['--notify-keyspace-events', 'K$gx']);
     client = await connectClient(server.port);
-    store = new RedisStateStore({ redis: client, timeout: 100, staleIfError: 30_000 });
+    const recorded = recordingReads(client);
+    reads = recorded.reads;
+    store = new RedisStateStore({ redis: recorded.redis, timeout: 100, staleIfError: 30_000 });
     apps = expressVersions.map(({ name, express }) => ({
       name,
       closed: guardedApp(express, { store, onStoreError: 'closed' }),
@@ -90,7 +126,7 @@ describe('Redis killed and restarted', () => {
     await server.stop();
   });
 
-  it('keeps answering within the budget by the policy, opens the circuit, and recovers', async () => {
+  it('keeps answering by the policy while Redis is dead, opens the circuit, and recovers', async () => {
     await store.set('frozen', { state: 'maintenance', message: 'Frozen' });
     // Warm the cache: `frozen` known closed, `warm` known writable.
     for (const { closed } of apps) {
@@ -119,30 +155,24 @@ describe('Redis killed and restarted', () => {
             r: await timedPost(open, WRITE(`coldo${round}`)),
           });
         }
-        await sleep(5);
+        await sleep(5); // pacing of the traffic, not a wait
       }
     })();
 
-    await sleep(100);
+    await waitFor(() => round > 1, { what: 'traffic flowing' });
     const beforeKill = results.length;
     await server.kill();
     const killedAt = Date.now();
-    // Until the circuit has opened at least once under this traffic.
-    await waitFor(() => store.status().circuitOpen, {
-      timeout: 3000,
-      interval: 2,
-      what: 'the circuit to open',
-    });
-    await sleep(1500); // through a cool-down and a failed probe
+    // Under this traffic, through a cool-down and a failed probe.
+    await throughAFailedProbe(store, reads);
     stop = true;
-    await traffic;
+    await traffic; // every request answered, Redis still dead
 
     const during = results.slice(beforeKill);
     const maxMs = Math.max(...during.map((e) => e.r.ms));
     console.log(
-      `redis killed: ${during.length} requests in ${Date.now() - killedAt} ms, max latency ${maxMs} ms`,
+      `redis killed: ${during.length} requests in ${Date.now() - killedAt} ms, max latency ${maxMs} ms (not asserted)`,
     );
-    expect(maxMs).toBeLessThan(ANSWER_BOUND_MS);
     for (const { what, app, r } of during) {
       const label = `${what} on ${app}`;
       if (what === 'frozen') {
@@ -179,7 +209,7 @@ describe('Redis killed and restarted', () => {
     });
     console.log(`redis restarted: writable again after ${Date.now() - restartedAt} ms`);
     await waitFor(() => store.status().subscribed, {
-      timeout: 5000,
+      timeout: 10_000,
       what: 'the subscriber to come back',
     });
     expect(store.status()).toMatchObject({
@@ -189,12 +219,13 @@ describe('Redis killed and restarted', () => {
     });
     // The restarted server lost its data: `frozen` is writable, and changes are pushed again.
     await waitFor(async () => (await timedPost(app, WRITE('frozen'))).status === 200, {
-      timeout: 3000,
+      timeout: 10_000,
       what: 'frozen to read as writable from the empty server',
     });
     await server.cli('set', 'nsro:state:frozen', 'maintenance');
+    // Entries live pushTtl (30 s) once notifications are back: within 10 s, only the push.
     await waitFor(async () => (await timedPost(app, WRITE('frozen'))).status === 503, {
-      timeout: 2000,
+      timeout: 10_000,
       interval: 5,
       what: 'a redis-cli SET to be pushed after recovery',
     });
@@ -206,22 +237,23 @@ describe('Redis stalled (sockets open, no bytes)', () => {
   let server: RedisServer;
   let proxy: StallProxy;
   let client: Redis;
+  let reads: string[][];
   let store: RedisStateStore;
   let closed: App;
   let open: App;
   const TIMEOUT = 100;
   const TTL = 200;
-  /** What one request may add to the read budget: Express, supertest, a loaded CI machine. */
-  const MARGIN = 150;
 
   beforeAll(async () => {
     server = await startRedis();
     proxy = await stallProxy(server.port);
     // The app's client, and through it the store's subscriber, reach Redis via the proxy.
     client = await connectClient(proxy.port);
+    const recorded = recordingReads(client);
+    reads = recorded.reads;
     // No keyspace events: entries live `ttl`, so a stalled Redis is actually asked.
     store = new RedisStateStore({
-      redis: client,
+      redis: recorded.redis,
       timeout: TIMEOUT,
       ttl: TTL,
       staleIfError: 30_000,
@@ -241,14 +273,17 @@ describe('Redis stalled (sockets open, no bytes)', () => {
     await server.stop();
   });
 
-  it('answers every request within the read budget by the policy, and recovers on resume', async () => {
+  it('answers every request by the policy while the line is stalled, and recovers on resume', async () => {
     // Set by the operator (no announcement in flight when the line stalls).
     await server.cli('set', 'nsro:state:stalled', 'maintenance');
     expect((await timedPost(closed, WRITE('stalled'))).status).toBe(503);
     expect((await timedPost(closed, WRITE('flowing'))).status).toBe(200);
 
     proxy.stall();
-    await sleep(TTL + 50); // every cached entry is now due for a re-read
+    // Every cached entry is now due for a re-read.
+    await waitFor(() => ['stalled', 'flowing', '*'].every((k) => store.peek(k) === undefined), {
+      what: 'the cached entries to expire',
+    });
 
     // The first miss, while the circuit is still closed: it has to wait for the budget.
     const firstCold = await timedPost(closed, WRITE('first-cold'));
@@ -258,27 +293,31 @@ describe('Redis stalled (sockets open, no bytes)', () => {
     expect(firstCold.status).toBe(503);
     expect(firstCold.handled).toBe(false);
     // One read, one budget: a failed miss is not retried.
-    expect(firstCold.ms).toBeLessThan(TIMEOUT + MARGIN);
+    expect(reads.filter((keys) => keys.includes('nsro:state:first-cold'))).toHaveLength(1);
 
+    // Traffic through the circuit opening, its cool-down and a probe that fails again. The
+    // line stays stalled throughout (it is resumed below): every request answered here was
+    // answered by the read budget, not by Redis.
     const results: { what: string; r: Timed }[] = [];
-    const stalledAt = Date.now();
-    for (let i = 0; Date.now() - stalledAt < 1500; i++) {
+    let sentWhenOpen = -1;
+    let probed = false;
+    for (let i = 0; !probed && i < 10_000; i++) {
       results.push({ what: 'stalled', r: await timedPost(closed, WRITE('stalled')) });
       results.push({ what: 'flowing', r: await timedPost(closed, WRITE('flowing')) });
       results.push({ what: 'cold-closed', r: await timedPost(closed, WRITE(`sc${i}`)) });
       results.push({ what: 'cold-open', r: await timedPost(open, WRITE(`so${i}`)) });
+      const circuitOpen = store.status().circuitOpen;
+      if (sentWhenOpen === -1 && circuitOpen) sentWhenOpen = reads.length;
+      probed = sentWhenOpen !== -1 && reads.length > sentWhenOpen && circuitOpen;
     }
-    const circuitOpen = store.status().circuitOpen;
     const byWhat = (what: string) => results.filter((e) => e.what === what).map((e) => e.r);
     const max = (what: string) => Math.max(...byWhat(what).map((r) => r.ms));
     console.log(
-      `redis stalled: ${results.length} requests; max latency ms: ` +
+      `redis stalled: ${results.length} requests; max latency ms (not asserted): ` +
         ['stalled', 'flowing', 'cold-closed', 'cold-open'].map((w) => `${w}=${max(w)}`).join(' '),
     );
-    // The read budget, not the stall, bounds every request.
-    for (const { what, r } of results) {
-      expect(r.ms, what).toBeLessThan(TIMEOUT + MARGIN);
-    }
+    expect(sentWhenOpen, 'the circuit opened').not.toBe(-1);
+    expect(probed, 'a probe after the cool-down failed and reopened the circuit').toBe(true);
     // Last-known values keep applying; unknown namespaces follow onStoreError.
     for (const r of byWhat('stalled')) {
       expect(r).toMatchObject({ status: 503, namespaceHeader: 'stalled', handled: false });
@@ -286,11 +325,10 @@ describe('Redis stalled (sockets open, no bytes)', () => {
     for (const r of byWhat('flowing')) expect(r).toMatchObject({ status: 200, handled: true });
     for (const r of byWhat('cold-closed')) expect(r).toMatchObject({ status: 503, handled: false });
     for (const r of byWhat('cold-open')) expect(r).toMatchObject({ status: 200, handled: true });
-    expect(circuitOpen).toBe(true);
 
     proxy.resume();
     await waitFor(async () => (await timedPost(closed, WRITE('after-stall'))).status === 200, {
-      timeout: 5000,
+      timeout: 10_000,
       interval: 20,
       what: 'writes to pass after the stall',
     });
@@ -298,7 +336,7 @@ describe('Redis stalled (sockets open, no bytes)', () => {
     expect((await timedPost(closed, WRITE('stalled'))).status).toBe(503);
     await store.delete('stalled');
     await waitFor(async () => (await timedPost(closed, WRITE('stalled'))).status === 200, {
-      timeout: 2000,
+      timeout: 10_000,
       what: 'the delete to be seen',
     });
   });
