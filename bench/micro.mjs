@@ -14,7 +14,7 @@
 // for. The request object carries `_parsedUrl`, the parse Express's router caches on every
 // request before any middleware runs (the guard reuses it; without Express it parses itself).
 // The response is a fresh EventEmitter whose setHeader stores into a dictionary, and it emits
-// `finish` once the decision is made, so work a middleware does when a response ends (the
+// `finish` and `close` once the decision is made, so work a middleware does when a response ends (the
 // guard's in-flight count for the migration fence) is counted too. `overhead` is the same
 // harness around a middleware that only calls next(): the floor every case includes.
 
@@ -46,8 +46,8 @@ const app = express();
 
 /**
  * A response as far as the middlewares use one: headers into a dictionary, `end`, and events
- * (the guard counts an admitted write in flight until its response emits `finish`). Fresh for
- * every decision, like a real one; `finish` is emitted as soon as the decision is known, so
+ * (the guard counts an admitted write in flight until its response emits `close`). Fresh for
+ * every decision, like a real one; `finish` and `close` are emitted as soon as the decision is known, so
  * the cost of leaving the in-flight count is part of the decision.
  */
 class FakeResponse extends EventEmitter {
@@ -68,9 +68,14 @@ class FakeResponse extends EventEmitter {
   }
   end() {
     this.writableEnded = true;
-    this.emit('finish');
+    this.over();
     this.done('end');
     return this;
+  }
+  /** What Node emits when a response is over: `finish`, then `close` (the fence counts on it). */
+  over() {
+    this.emit('finish');
+    this.emit('close');
   }
 }
 
@@ -96,7 +101,7 @@ const outcomes = {};
 function decideOnce(middleware, req, done) {
   const res = new FakeResponse(done);
   middleware(req, res, (error) => {
-    res.emit('finish');
+    res.over();
     done(error === undefined ? 'next' : 'error');
   });
   return res;
@@ -263,5 +268,6 @@ for (const c of CASES) {
   };
 }
 await redisGuard.close();
+await redisStore.close(); // the guard leaves a store it was given open: it may be shared
 redis.disconnect();
 console.log(JSON.stringify({ batch: BATCH, roundsRun: ROUNDS, timePerTaskMs: TIME_MS, cases }));

@@ -1,0 +1,251 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { InflightWrites } from '../fence/inflight.js';
+import type { Config } from '../options.js';
+import {
+  hasWriteOverrideHeader,
+  hasWriteOverrideQuery,
+  isReadMethod,
+  overrideMethods,
+} from '../request/method.js';
+import { rootNamespace } from '../request/namespace-name.js';
+import { hasDotSegment, parseTarget, routerPathname, stripPrefix } from '../request/path.js';
+import type { AllowRule } from '../routing/allowlist.js';
+import type { IdKind, NamespaceRoutes } from '../routing/target.js';
+import type { MaybePromise, RequestMemo } from '../state/request-memo.js';
+import { INSTANCE, type NamespaceState } from '../state/values.js';
+import type { WriterRegistration } from '../stores/store.js';
+import { sendBlocked } from './answer.js';
+import { type Unknowable, verdict } from './verdict.js';
+import type { VerdictLog } from './verdict-log.js';
+
+/**
+ * The request path, top to bottom, as wiring around the verdict:
+ *   1. classify the method (reads pass, unless they start a write);
+ *   2. resolve the root namespace from the path the router will match;
+ *   3. read the namespace's and the instance's state (memoised, synchronous when cached);
+ *   4. ask the verdict (which consults the allowlist only for a write it would refuse);
+ *   5. answer a refused write with 503 before anything reads its body, or let it through,
+ *      counted in flight until its response is over (with a store that runs the fence).
+ * Nothing here throws into Express, and nothing returns a promise (Express 4 on Node 20 crashes
+ * on a rejected one).
+ */
+
+export type NextFunction = (error?: unknown) => void;
+
+/** One write being decided. */
+interface Pending {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly next: NextFunction;
+  readonly method: string;
+  /** The path the application routes (mount and `relativeUrlRoot` removed), `null` if none. */
+  readonly pathname: string | null;
+}
+
+const UNPARSABLE: Unknowable = { reason: 'invalid-namespace', detail: 'unparsable-target' };
+const DOT_SEGMENT: Unknowable = { reason: 'invalid-namespace', detail: 'dot-segment' };
+const NO_RESOLVER: Unknowable = { reason: 'unresolvable-id', detail: 'no resolveId option' };
+const BAD_RESOLVED: Unknowable = { reason: 'invalid-namespace', detail: 'resolveId result' };
+
+export interface PipelineParts {
+  readonly config: Config;
+  readonly memo: RequestMemo;
+  readonly log: VerdictLog;
+  /** Writes this guard admitted, for the migration fence. */
+  readonly inflight: InflightWrites;
+  /** `null` unless the store runs the migration fence. */
+  readonly registration: WriterRegistration | null;
+}
+
+export class Pipeline {
+  private readonly config: Config;
+  private readonly routes: NamespaceRoutes;
+  private readonly memo: RequestMemo;
+  private readonly log: VerdictLog;
+  private readonly inflight: InflightWrites;
+  private readonly registration: WriterRegistration | null;
+  /** Bound once, not per request: the verdict calls it only for a write it would refuse. */
+  readonly #allowedBy = (request: Pending) => this.allowedBy(request);
+
+  constructor(parts: PipelineParts) {
+    this.config = parts.config;
+    this.routes = parts.config.routes;
+    this.memo = parts.memo;
+    this.log = parts.log;
+    this.inflight = parts.inflight;
+    this.registration = parts.registration;
+  }
+
+  /** The middleware's body: never throws, never returns a promise. */
+  handle(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
+    try {
+      const method = req.method ?? '';
+      if (isReadMethod(method) && !this.readStartsWrite(req)) return next();
+
+      const raw = routerPathname(req);
+      const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
+      const request: Pending = { req, res, next, method, pathname };
+      if (raw !== null && hasDotSegment(raw)) {
+        // The router leaves dot segments alone, but a proxy, a framework or a handler joining
+        // paths may resolve them, and then neither the namespace nor the route is the one the
+        // router saw: refused, and not even the allowlist applies.
+        return this.cannotTell(request, DOT_SEGMENT, false);
+      }
+      if (pathname === null) return this.cannotTell(request, UNPARSABLE);
+      const target = this.routes.resolve(pathname);
+      switch (target.type) {
+        case 'none':
+          return this.lookUp(request, null);
+        case 'namespace':
+          return this.lookUp(request, target.namespace);
+        case 'invalid':
+          return this.cannotTell(request, { reason: 'invalid-namespace', detail: target.reason });
+        case 'id':
+          return this.resolveNumericId(request, target.kind, target.id);
+      }
+    } catch (error) {
+      this.failed({ req, res, next, method: req.method ?? '', pathname: null }, error);
+    }
+  }
+
+  /** A GET that opens a push, or a read carrying a method override that names a write. */
+  private readStartsWrite(req: IncomingMessage): boolean {
+    if (hasWriteOverrideHeader(req.headers)) return true;
+    const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '';
+    if (url.indexOf('?') === -1) return false;
+    const parsed = parseTarget(req);
+    const search = typeof parsed?.query === 'string' ? parsed.query : null;
+    if (search === null) return false;
+    if (hasWriteOverrideQuery(search)) return true;
+    if (this.routes.startsWrite === undefined || typeof parsed?.pathname !== 'string') return false;
+    return this.routes.startsWrite(
+      stripPrefix(req, parsed.pathname, this.config.relativeUrlRoot),
+      search,
+    );
+  }
+
+  private resolveNumericId(request: Pending, kind: IdKind, id: string): void {
+    const { resolveId } = this.config;
+    if (resolveId === undefined) {
+      return this.cannotTell(request, NO_RESOLVER);
+    }
+    // A lookup that fails is a store failure: `onStoreError` decides.
+    let resolved: MaybePromise<string | null | undefined>;
+    try {
+      resolved = resolveId(kind, id);
+    } catch (error) {
+      return this.lookupFailed(request, null, error ?? 'resolveId threw');
+    }
+    if (!(resolved instanceof Promise)) return this.withFullPath(request, resolved);
+    resolved
+      .then(
+        (fullPath) => this.withFullPath(request, fullPath),
+        (error: unknown) => this.lookupFailed(request, null, error ?? 'resolveId rejected'),
+      )
+      .catch((error: unknown) => this.failed(request, error));
+  }
+
+  private withFullPath(request: Pending, fullPath: string | null | undefined): void {
+    // No such project or group: the application will answer 404, but the instance state
+    // still applies to the write.
+    if (fullPath === null || fullPath === undefined) return this.lookUp(request, null);
+    const root = typeof fullPath === 'string' ? rootNamespace(fullPath) : null;
+    if (root === null || !root.ok) return this.cannotTell(request, BAD_RESOLVED);
+    this.lookUp(request, root.value);
+  }
+
+  /** Reads the states the write depends on, then decides: synchronously when both are cached. */
+  private lookUp(request: Pending, namespace: string | null): void {
+    const own = namespace === null ? null : this.memo.read(namespace, request.req);
+    const instance = this.memo.read(INSTANCE, request.req);
+    if (!(own instanceof Promise) && !(instance instanceof Promise)) {
+      return this.decide(request, namespace, own, instance, undefined);
+    }
+    // Counted in flight while it is being decided: one of its two reads may already hold the old,
+    // open state, so a fence that finds the namespace closed before the other read returns must
+    // still wait for this write (it is admitted, and counted again, before this count ends).
+    const deciding = this.registration === null ? null : this.inflight.enter(namespace);
+    Promise.all([own, instance])
+      .then(
+        ([o, i]) => this.decide(request, namespace, o, i, undefined),
+        (error: unknown) => this.lookupFailed(request, namespace, error ?? 'store rejected'),
+      )
+      .catch((error: unknown) => this.failed(request, error))
+      .finally(() => deciding?.());
+  }
+
+  /** The target cannot be trusted: refused without reading any state. */
+  private cannotTell(request: Pending, unknowable: Unknowable, routable = true): void {
+    this.decide(request, null, null, null, undefined, unknowable, routable);
+  }
+
+  /** A state (or `resolveId`) could not be read: `onStoreError` decides. */
+  private lookupFailed(request: Pending, namespace: string | null, error: unknown): void {
+    this.decide(request, namespace, null, null, error);
+  }
+
+  /** Asks the verdict, logs it, and carries it out. */
+  private decide(
+    request: Pending,
+    namespace: string | null,
+    own: NamespaceState | null,
+    instance: NamespaceState | null,
+    readError: unknown,
+    unknowable?: Unknowable,
+    routable = true,
+  ): void {
+    const v = verdict({
+      namespace,
+      unknowable,
+      own,
+      instance,
+      readError,
+      failOpen: this.config.failOpen,
+      holdsLease: this.registration === null || this.registration.holdsLease(),
+      route: routable && request.pathname !== null ? request : null,
+      allowedBy: this.#allowedBy,
+    });
+    this.log.request(v, request);
+    if (!v.admit)
+      return sendBlocked(request.req, request.res, request.pathname, v.block, this.config);
+    // Allowlisted writes are not counted: they write nothing the fence protects.
+    if (this.registration !== null && v.via !== 'allowlist')
+      this.inflight.admit(namespace, request.res);
+    request.next();
+  }
+
+  /** Deciding threw (a bug, or a user callback that threw): refuse the write, never throw. */
+  private failed(request: Pending, error: unknown): void {
+    try {
+      this.log.failed(error);
+      const block = { reason: 'internal-error', namespace: null } as const;
+      sendBlocked(request.req, request.res, request.pathname, block, this.config);
+    } catch {
+      request.res.destroy();
+    }
+  }
+
+  /**
+   * The rule that lets this write through, if any. A method-override middleware behind the guard
+   * routes the request as the method the override names, so a rule must allow every method the
+   * request could become, not only the one on the request line: `POST .../-/compare` with
+   * `X-HTTP-Method-Override: PUT` is a PUT to whatever route answers PUT there.
+   */
+  private allowedBy(request: Pending): AllowRule | null {
+    const { req, method, pathname } = request;
+    if (pathname === null) return null;
+    try {
+      const rule = this.config.allowedBy(req, method, pathname);
+      if (rule === null) return null;
+      const parsed = parseTarget(req);
+      const search = typeof parsed?.query === 'string' ? parsed.query : null;
+      for (const other of overrideMethods(req.headers, search)) {
+        if (other !== method && this.config.allowedBy(req, other, pathname) === null) return null;
+      }
+      return rule;
+    } catch (error) {
+      this.log.conditionFailed(error);
+      return null;
+    }
+  }
+}
