@@ -53,7 +53,7 @@ export function createChecks(parts: CheckParts): Checks {
         memo.read(INSTANCE, req),
       ]);
     } catch (error) {
-      readError = error ?? new Error('store rejected without a reason');
+      readError = error ?? 'store rejected';
     }
     const v = verdict({
       namespace,
