@@ -39,34 +39,165 @@ afterAll(async () => {
   await stopAll();
 });
 
+interface Probe {
+  /** The client to give the store: `client`, watched. */
+  readonly redis: Redis;
+  /** Reads of the instance key's PTTL that began while held. */
+  readonly started: number;
+  /** From now on, reading the instance key's PTTL waits for `release()`. */
+  hold(): void;
+  release(): void;
+  /** Resolves at the next heartbeat (a SET of the process key) written after this call. */
+  nextBeat(): Promise<void>;
+  /** The fence requests its subscriber received (each seen by the store first). */
+  readonly requests: readonly { readonly epoch: number; readonly wait: string }[];
+}
+
 /**
- * The app's client, with `PTTL` of the instance key held back while `hold.star` is set: the
- * instance state then needs a second round trip that outlasts a whole fence.
+ * The app's client, watched. While held, `PTTL` of the instance key waits for the test to
+ * release it: the instance state then needs a second round trip that lasts exactly as long as
+ * the race needs, however slow the machine.
  */
-function slowInstanceRead(client: Redis, hold: { star: number; started: number }): Redis {
-  return new Proxy(client, {
+function probe(client: Redis): Probe {
+  let gate: Promise<void> | null = null;
+  let open = () => {};
+  let beat: (() => void) | null = null;
+  let started = 0;
+  const requests: { epoch: number; wait: string }[] = [];
+  const redis = new Proxy(client, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target) as unknown;
+      if (prop === 'duplicate') {
+        // The store's subscriber: it adds its own listener after this one, in the same emit.
+        return (...args: Parameters<Redis['duplicate']>) => {
+          const connection = target.duplicate(...args);
+          connection.on('message', (channel: string, message: string) => {
+            if (channel === 'nsro:fence') requests.push(JSON.parse(message));
+          });
+          return connection;
+        };
+      }
       if (prop === 'pttl') {
         return async (key: string) => {
-          if (hold.star > 0 && key === 'nsro:state:*') {
-            hold.started++;
-            await sleep(hold.star);
+          if (gate !== null && key === 'nsro:state:*') {
+            started++;
+            await gate;
           }
           return target.pttl(key);
+        };
+      }
+      if (prop === 'set') {
+        return (...args: Parameters<Redis['set']>) => {
+          if (String(args[0]).startsWith('nsro:proc:')) {
+            beat?.();
+            beat = null;
+          }
+          return target.set(...args);
         };
       }
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
+  return {
+    redis,
+    get started() {
+      return started;
+    },
+    hold() {
+      gate = new Promise((resolve) => {
+        open = resolve;
+      });
+    },
+    release() {
+      gate = null;
+      open();
+    },
+    nextBeat() {
+      return new Promise((resolve) => {
+        beat = resolve;
+      });
+    },
+    requests,
+  };
 }
 
-/** One guarded process: a write handler that takes `ms` and then records its commit. */
-async function app(redis: Redis, client: Redis, ms = 50) {
-  const store = new RedisStateStore({ redis, heartbeatTtl: 1000, timeout: 2000 });
+/** How the process's heartbeats fare: written and answered, refused, or answered late. */
+type BeatMode = 'ok' | 'failing' | 'late';
+
+/**
+ * `client` with its heartbeats (SETs of the process key) under the test's control. `late`: the
+ * SET reaches Redis at once but its reply is handed back only after the TTL it set has passed
+ * (the behaviour under test: a reply slower than heartbeatTtl). `delivered` counts late replies
+ * handed back.
+ */
+function heartbeats(client: Redis, heartbeatTtl: number) {
+  const control = { mode: 'ok' as BeatMode, delivered: 0 };
+  const redis = new Proxy(client, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (prop === 'set') {
+        return async (...args: Parameters<Redis['set']>) => {
+          const mode = String(args[0]).startsWith('nsro:proc:') ? control.mode : 'ok';
+          if (mode === 'failing') throw new Error('unreachable');
+          const calledAt = performance.now();
+          const reply = await target.set(...args);
+          if (mode === 'late') {
+            for (let left = calledAt + heartbeatTtl - performance.now(); left >= 0; ) {
+              await sleep(left + 1);
+              left = calledAt + heartbeatTtl - performance.now();
+            }
+            control.delivered++;
+          }
+          return reply;
+        };
+      }
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { redis, control };
+}
+
+/** `client`, counting the scripts it runs (a process's acknowledgements). */
+function countingEvals(client: Redis) {
+  const count = { evals: 0 };
+  const redis = new Proxy(client, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (prop === 'eval') {
+        return (...args: Parameters<Redis['eval']>) => {
+          count.evals++;
+          return target.eval(...args);
+        };
+      }
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { redis, count };
+}
+
+/**
+ * Heartbeats 15 s apart (a quarter of this TTL): a heartbeat while a fence runs is then the
+ * process beating every 100 ms while it drains, i.e. waiting for the writes it counted.
+ */
+const QUIET_HEARTBEAT_TTL = 60_000;
+
+/**
+ * One guarded process: a write handler that takes `ms` (a write held open, so that it is in
+ * flight) and then records its commit; under `/abandoned` it never answers. `seen` counts
+ * requests that reached the guard, whose connection or response closed, and that the guard
+ * admitted.
+ */
+async function app(redis: Redis, client: Redis, { ms = 50, heartbeatTtl = 1000, ttl = 1000 } = {}) {
+  // A read budget no held read reaches: a held read must not turn into a store error.
+  const store = new RedisStateStore({ redis, heartbeatTtl, ttl, timeout: 10_000 });
   const guard = namespaceReadOnly({ store });
+  const seen = { arrived: 0, closed: 0, admitted: 0 };
   const web = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+    seen.arrived++;
+    res.on('close', () => seen.closed++);
     guard(req, res, () => {
+      seen.admitted++;
+      if ((req.url ?? '').endsWith('/abandoned')) return; // only its client can end it
       const ns = (req.url ?? '').split('/')[1] ?? '';
       void sleep(ms)
         .then(() => client.rpush('commits', ns))
@@ -87,7 +218,7 @@ async function app(redis: Redis, client: Redis, ms = 50) {
     await guard.close();
     await guard.store.close?.();
   });
-  return { store, guard, port: (web.address() as AddressInfo).port };
+  return { store, guard, seen, port: (web.address() as AddressInfo).port };
 }
 
 function post(port: number, path: string): Promise<number> {
@@ -125,79 +256,79 @@ async function operator() {
 describe('migration fence races', () => {
   it('waits for a write whose check was still reading the instance state when the fence looked', async () => {
     const client = await connectClient(server.port);
-    const hold = { star: 0, started: 0 };
-    const p = await app(slowInstanceRead(client, hold), client);
+    const watch = probe(client);
+    const p = await app(watch.redis, client, { heartbeatTtl: QUIET_HEARTBEAT_TTL });
     const op = await operator();
     await server.cli('set', 'nsro:state:*', 'active'); // present, so its read needs a PTTL
     expect(await post(p.port, '/acme/write')).toBe(201); // acme (open) and * now cached
-    // `*` is re-read (a push announced it) and the read is slow; acme stays cached as open.
-    hold.star = 400;
+    // `*` is re-read (a push announced it) and the read is held; acme stays cached as open.
+    watch.hold();
     await client.publish('nsro:changes', '*');
-    await waitFor(() => hold.started > 0, { what: 'the slow instance read' });
+    await waitFor(() => watch.started > 0, { what: 'the held instance read' });
     const write = post(p.port, '/acme/write'); // decided on acme=open once `*` arrives
-    await sleep(20);
-    await op.fence('acme');
+    await waitFor(() => p.seen.arrived === 2, { what: 'the write to reach the guard' });
+    const draining = watch.nextBeat();
+    const fenced = op.fence('acme');
+    // The instance read returns only after the fence looked: once the process drains for the
+    // write (it counted it), or, had it not counted it, once the fence has already returned.
+    await Promise.race([draining, fenced.catch(() => undefined)]);
+    watch.release();
+    await fenced;
     expect(await write).toBe(201);
     expect(await op.late('acme')).toBe(0);
   });
 
   it('waits for a runWrite whose check was still reading the instance state', async () => {
     const client = await connectClient(server.port);
-    const hold = { star: 0, started: 0 };
-    const p = await app(slowInstanceRead(client, hold), client);
+    const watch = probe(client);
+    const p = await app(watch.redis, client, { heartbeatTtl: QUIET_HEARTBEAT_TTL });
     const op = await operator();
     await server.cli('set', 'nsro:state:*', 'active');
     await p.guard.runWrite('acme', () => undefined);
-    hold.star = 400;
+    watch.hold();
     await client.publish('nsro:changes', '*');
-    await waitFor(() => hold.started > 0, { what: 'the slow instance read' });
+    await waitFor(() => watch.started > 0, { what: 'the held instance read' });
+    // runWrite counts itself and starts its check (acme cached open, `*` held) before it returns.
     const job = p.guard.runWrite('acme', async () => {
-      await sleep(50);
       await client.rpush('commits', 'acme');
     });
-    await sleep(20);
-    await op.fence('acme');
+    const draining = watch.nextBeat();
+    const fenced = op.fence('acme');
+    await Promise.race([draining, fenced.catch(() => undefined)]);
+    watch.release();
+    await fenced;
     await job;
     expect(await op.late('acme')).toBe(0);
   });
 
   it('does not count for ever a write whose client hung up while its check was reading', async () => {
     const client = await connectClient(server.port);
-    const hold = { star: 0, started: 0 };
-    const p = await app(slowInstanceRead(client, hold), client);
+    const watch = probe(client);
+    const p = await app(watch.redis, client);
     const op = await operator();
     await server.cli('set', 'nsro:state:*', 'active');
     expect(await post(p.port, '/beta/write')).toBe(201);
-    hold.star = 300;
+    watch.hold();
     await client.publish('nsro:changes', '*');
-    await waitFor(() => hold.started > 0, { what: 'the slow instance read' });
+    await waitFor(() => watch.started > 0, { what: 'the held instance read' });
     const req = http.request({ host: '127.0.0.1', port: p.port, method: 'POST', path: '/acme/x' });
     req.on('error', () => undefined);
     req.end();
-    await sleep(50);
+    await waitFor(() => p.seen.arrived === 2, { what: 'the write to reach the guard' });
     req.destroy(); // the connection closes before the guard has decided
-    await sleep(400); // decided (admitted: acme is open) after the response was already over
-    hold.star = 0;
+    await waitFor(() => p.seen.closed === 2, { what: 'the server to see the connection close' });
+    watch.release();
+    // Decided (admitted: acme is open) after the response was already over.
+    await waitFor(() => p.seen.admitted === 2, { what: 'the write to be admitted' });
     await expect(op.fence('acme', 3000)).resolves.toMatchObject({ namespace: 'acme' });
   });
 
-  it('re-reads every state when its heartbeat comes back after a lapse', async () => {
+  it('refuses writes once its heartbeat lapsed, and re-reads every state when it comes back', async () => {
     const client = await connectClient(server.port);
-    const beats = { failing: false };
-    // Heartbeats fail for a while (Redis unreachable for this process, or the process paused).
-    const flaky = new Proxy(client, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target) as unknown;
-        if (prop === 'set') {
-          return (...args: Parameters<Redis['set']>) =>
-            beats.failing ? Promise.reject(new Error('unreachable')) : target.set(...args);
-        }
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
+    const beats = heartbeats(client, 300);
     // No push reaches it and its cache entries live a minute: it would not hear of a change.
     const store = new RedisStateStore({
-      redis: flaky,
+      redis: beats.redis,
       heartbeatTtl: 300,
       ttl: 60_000,
       subscribe: false,
@@ -211,13 +342,19 @@ describe('migration fence races', () => {
       what: 'registration',
     });
     await guard.runWrite('acme', () => undefined); // acme cached as writable
-    beats.failing = true;
+    // Heartbeats fail for a while (Redis unreachable for this process, or the process paused).
+    beats.control.mode = 'failing';
     await waitFor(async () => (await client.keys('nsro:proc:*')).length === 0, {
       what: 'the registration to expire',
     });
+    // No wait counts it any more: it must not admit a write, even to a namespace it knows open.
+    await expect(guard.runWrite('acme', () => undefined)).rejects.toMatchObject({
+      code: 'ERR_NSRO_LEASE_LAPSED',
+      reason: 'lease-lapsed',
+    });
     const op = await operator();
     await op.fence('acme'); // nobody left to wait for
-    beats.failing = false;
+    beats.control.mode = 'ok';
     await waitFor(async () => (await client.keys('nsro:proc:*')).length > 0, {
       what: 're-registration',
     });
@@ -225,6 +362,112 @@ describe('migration fence races', () => {
       guard.runWrite('acme', () => client.rpush('commits', 'acme')),
     ).rejects.toMatchObject({ code: 'ERR_NSRO_MAINTENANCE', reason: 'maintenance' });
     expect(await op.late('acme')).toBe(0);
+  });
+
+  it('does not extend its lease by a heartbeat whose reply came back after heartbeatTtl', async () => {
+    const client = await connectClient(server.port);
+    const beats = heartbeats(client, 300);
+    const store = new RedisStateStore({ redis: beats.redis, heartbeatTtl: 300, subscribe: false });
+    const guard = namespaceReadOnly({ store });
+    cleanups.push(async () => {
+      await guard.close();
+      await store.close();
+    });
+    await waitFor(async () => (await client.keys('nsro:proc:*')).length > 0, {
+      what: 'registration',
+    });
+    await guard.runWrite('acme', () => undefined); // it holds its lease
+    // Its registration is written in time, but it only hears so once the key may have expired.
+    beats.control.mode = 'late';
+    await waitFor(() => beats.control.delivered > 0, { what: 'a late heartbeat reply' });
+    await expect(guard.runWrite('acme', () => undefined)).rejects.toMatchObject({
+      reason: 'lease-lapsed',
+    });
+  });
+
+  it('acknowledges only once it has read the namespace closed itself, not from its cache', async () => {
+    const client = await connectClient(server.port);
+    // No keyspace events on this server and no announcement below: only a read of its own can
+    // tell the process, whose cache trusts "open" for a minute.
+    const p = await app(client, client, { ttl: 60_000 });
+    const op = await operator();
+    expect(await post(p.port, '/acme/write')).toBe(201); // acme cached as open
+    await server.cli('set', 'nsro:state:acme', 'maintenance'); // as an operator types it
+    await op.store.wait('acme');
+    await client.rpush('commits', 'MARK');
+    expect(await post(p.port, '/acme/write')).toBe(503);
+    expect(await op.late('acme')).toBe(0);
+  });
+
+  it('stops counting an admitted write whose client hung up while it ran', async () => {
+    const client = await connectClient(server.port);
+    const p = await app(client, client);
+    const op = await operator();
+    const req = http.request({
+      host: '127.0.0.1',
+      port: p.port,
+      method: 'POST',
+      path: '/acme/abandoned',
+    });
+    req.on('error', () => undefined);
+    req.end();
+    await waitFor(() => p.seen.admitted === 1, { what: 'the write admitted' });
+    req.destroy(); // its handler never answers; the client gives up
+    await waitFor(() => p.seen.closed === 1, { what: 'the server to see the connection close' });
+    await expect(op.fence('acme', 3000)).resolves.toMatchObject({ namespace: 'acme' });
+  });
+
+  it('acknowledges a wait whose first request came while it was busy with an earlier one', async () => {
+    const client = await connectClient(server.port);
+    const watch = probe(client);
+    const p = await app(watch.redis, client);
+    const op = await operator();
+    let release = () => {};
+    let running = false;
+    const job = p.guard.runWrite('acme', () => {
+      running = true;
+      return new Promise<void>((resolve) => (release = resolve));
+    });
+    await waitFor(() => running, { what: 'the job admitted' });
+    await op.store.enable('acme');
+    const waits = () => new Set(watch.requests.map((r) => r.wait)).size;
+    const first = op.store.wait('acme', { timeout: 10_000 }); // the process drains for the job
+    await waitFor(() => waits() === 1, { what: 'the first request received' });
+    // 3 s: over 10x the 250 ms between two requests of a wait.
+    const second = op.store.wait('acme', { timeout: 3000 }).catch((e: unknown) => e);
+    await waitFor(() => waits() === 2, { what: 'the first request of the second wait' });
+    release(); // only now does the process finish with the first request
+    await job;
+    await expect(first).resolves.toMatchObject({ namespace: 'acme' });
+    const result = await second;
+    expect(result).not.toBeInstanceOf(FenceTimeoutError);
+    expect(result).toMatchObject({ namespace: 'acme', processes: [{ pid: process.pid }] });
+  });
+
+  it('does the work for a wait once: the repeats of a request it acknowledged cost nothing', async () => {
+    const client = await connectClient(server.port);
+    const quick = countingEvals(client);
+    await app(quick.redis, client); // acknowledges at once
+    const other = await connectClient(server.port);
+    const busy = await app(other, other); // holds a job on acme
+    await waitFor(async () => (await client.keys('nsro:proc:*')).length === 2, {
+      what: 'both registrations',
+    });
+    let release = () => {};
+    let running = false;
+    const job = busy.guard.runWrite('acme', () => {
+      running = true;
+      return new Promise<void>((resolve) => (release = resolve));
+    });
+    await waitFor(() => running, { what: 'the job admitted' });
+    const op = await operator();
+    // Repeated every 250 ms while the busy process holds the wait: some eight requests.
+    const error = await op.fence('acme', 2000).catch((e: unknown) => e);
+    release();
+    await job;
+    expect(error).toBeInstanceOf(FenceTimeoutError);
+    expect((error as FenceTimeoutError).pending).toHaveLength(1);
+    expect(quick.count.evals).toBe(1);
   });
 
   it('counts the writes of every guard that shares a store', async () => {
@@ -255,9 +498,11 @@ describe('migration fence races', () => {
 
   it('reports the writes a process still has in flight when the wait gives up', async () => {
     const client = await connectClient(server.port);
-    const p = await app(client, client);
+    const watch = probe(client);
+    const p = await app(watch.redis, client, { heartbeatTtl: QUIET_HEARTBEAT_TTL });
     const op = await operator();
     let release = () => {};
+    let finish = () => {};
     let running = 0;
     const held = p.guard.runWrite('acme', () => {
       running++;
@@ -265,10 +510,15 @@ describe('migration fence races', () => {
     });
     const short = p.guard.runWrite('acme', () => {
       running++;
-      return sleep(200);
+      return new Promise<void>((r) => (finish = r));
     });
     await waitFor(() => running === 2, { what: 'both jobs admitted' });
-    const error = await op.fence('acme', 1500).catch((e: unknown) => e);
+    const draining = watch.nextBeat();
+    // 3 s: ample for the beats (every 100 ms while draining) to report the short job gone.
+    const waited = op.fence('acme', 3000).catch((e: unknown) => e);
+    await draining; // the wait has begun and counts both jobs; the short one now finishes
+    finish();
+    const error = await waited;
     release();
     await Promise.all([held, short]);
     expect(error).toBeInstanceOf(FenceTimeoutError);
@@ -278,22 +528,43 @@ describe('migration fence races', () => {
     expect((error as Error).message).toMatch(/: 1 write\(s\) in flight$/);
   });
 
-  it('does not let an acknowledgement from before the epoch counter was lost satisfy a new wait', async () => {
+  it('does not let an acknowledgement for a wait from before the fence hash was lost satisfy a later wait', async () => {
     const client = await connectClient(server.port);
     const p = await app(client, client);
     const op = await operator();
-    await op.fence('acme'); // acknowledged
-    await op.store.delete('acme');
-    // Every fence key but the acknowledgements is lost (evicted under maxmemory, say): the
-    // epoch counter must go with the acknowledgements or survive.
-    for (const key of await client.keys('nsro:fence*'))
-      if ((await client.type(key)) !== 'hash') await client.del(key);
-    let release = () => {};
-    const job = p.guard.runWrite('acme', () => new Promise<void>((resolve) => (release = resolve)));
-    await sleep(10);
+    await op.fence('acme'); // epoch 1, acknowledged
+    /** Reopens acme and starts a job on it that runs until the returned function is called. */
+    const heldJob = async () => {
+      await op.store.delete('acme');
+      await waitFor(async () => !(await p.guard.isReadOnly('acme')), { what: 'acme reopened' });
+      let release = () => {};
+      let running = false;
+      const job = p.guard.runWrite('acme', () => {
+        running = true;
+        return new Promise<void>((resolve) => (release = resolve));
+      });
+      await waitFor(() => running, { what: 'the job admitted' });
+      return async () => {
+        release();
+        await job;
+      };
+    };
+
+    const first = await heldJob();
+    await op.store.enable('acme');
+    const waited = op.store.wait('acme', { timeout: 1500 }).catch((e: unknown) => e); // epoch 2
+    await waitFor(async () => (await client.hget('nsro:fence:acme', 'epoch')) === '2', {
+      what: 'the wait for epoch 2 to begin',
+    });
+    // The fence hash is lost (evicted under maxmemory, say) while the process drains for epoch 2.
+    await client.del('nsro:fence:acme');
+    await first(); // the process may now acknowledge epoch 2: a counter that no longer exists
+    expect(await waited).toBeInstanceOf(FenceTimeoutError);
+
+    // A new wait starts the counter again, at 1: an acknowledgement of 2 would satisfy it.
+    const second = await heldJob();
     const error = await op.fence('acme', 1000).catch((e: unknown) => e);
-    release();
-    await job;
+    await second();
     expect(error).toBeInstanceOf(FenceTimeoutError);
   });
 
