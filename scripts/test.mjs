@@ -92,7 +92,9 @@ if (reason) {
   } else {
     const ciOutput = `${ci.stdout ?? ''}${ci.stderr ?? ''}${ci.error?.message ?? ''}`;
     const why = ciOutput.includes('in sync') ? 'lockfile not in sync' : `exit code ${ci.status}`;
-    console.log(`npm ci failed (${why}); falling back to npm install --no-save with the same lockfile`);
+    console.log(
+      `npm ci failed (${why}); falling back to npm install --no-save with the same lockfile`,
+    );
     if (sh('npm', ['install', '--no-save', '--no-audit', '--no-fund']) !== 0) {
       console.error(`\nnpm ci said:\n${ciOutput}\ndependencies: npm install failed too`);
       finish(1);
