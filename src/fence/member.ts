@@ -53,6 +53,9 @@ export class FenceMember {
   readonly id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
   readonly #startedAt = new Date().toISOString();
   #timer: NodeJS.Timeout | null = null;
+  /** The faster beats of drains in progress, cleared by stop() even if a drain never ends. */
+  readonly #reporting = new Set<NodeJS.Timeout>();
+  #stopped = false;
   /** Local monotonic time until which our registration certainly exists. */
   #leaseUntil = 0;
   /** Per namespace, the wait last acknowledged (its repeated requests need no work). */
@@ -125,8 +128,11 @@ export class FenceMember {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+    for (const reporting of this.#reporting) clearInterval(reporting);
+    this.#reporting.clear();
     this.#leaseUntil = 0;
     try {
       await this.redis.del(this.keys.process(this.id));
@@ -136,6 +142,8 @@ export class FenceMember {
   }
 
   async #beat(): Promise<void> {
+    // A stopped member must not register again: no operator's wait may count it any more.
+    if (this.#stopped) return;
     const sentAt = performance.now();
     const info: ProcessInfo = {
       id: this.id,
@@ -183,11 +191,14 @@ export class FenceMember {
       // up to heartbeatTtl/4 ago.
       const reporting = setInterval(() => void this.#beat(), DRAINING_BEAT_MS);
       reporting.unref();
+      this.#reporting.add(reporting);
       try {
         await this.#drained(namespace);
       } finally {
         clearInterval(reporting);
+        this.#reporting.delete(reporting);
       }
+      if (this.#stopped) return;
       const recorded = await this.redis.eval(
         ACK_SCRIPT,
         1,

@@ -1,7 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   FenceTimeoutError,
   type NamespaceReadOnlyMiddleware,
@@ -578,5 +578,55 @@ describe('migration fence races', () => {
       what: 're-registration',
     });
     await expect(op.fence('acme', 3000)).resolves.toMatchObject({ namespace: 'acme' });
+  });
+  it('stops beating when its store closes, even while it drains for a wait that cannot end', async () => {
+    // Only intervals are faked (the heartbeat and the faster beat while draining): Redis I/O,
+    // the wait's polling and setImmediate stay real. Advancing the fake clock then fires every
+    // beat a stopped member would still send, at once, with no wall-clock wait.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    cleanups.push(() => {
+      vi.useRealTimers();
+    });
+    const client = await connectClient(server.port);
+    const beats: string[] = [];
+    const redis = new Proxy(client, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (prop === 'set') {
+          return (...args: Parameters<Redis['set']>) => {
+            if (String(args[0]).startsWith('nsro:proc:')) beats.push(String(args[0]));
+            return target.set(...args);
+          };
+        }
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const store = new RedisStateStore({ redis, heartbeatTtl: 1000, timeout: 10_000 });
+    const guard = namespaceReadOnly({ store });
+    cleanups.push(() => store.close());
+    await store.ready();
+    await waitFor(async () => (await client.keys('nsro:proc:*')).length === 1, {
+      what: 'registration',
+    });
+    let finish = () => {};
+    const job = guard.runWrite('acme', () => new Promise<void>((resolve) => (finish = resolve)));
+    const op = await operator();
+    await op.store.enable('acme');
+    const waited = op.store.wait('acme', { timeout: 5000 }).catch((e: unknown) => e);
+    // The heartbeat's interval, and the drain's: the process is draining for the wait.
+    await waitFor(() => vi.getTimerCount() === 2, { what: 'the drain to begin' });
+
+    await guard.close(); // the last guard: the member stops
+    expect(await client.keys('nsro:proc:*')).toEqual([]);
+    beats.length = 0;
+    vi.advanceTimersByTime(10_000); // 100 drain beats and 40 heartbeats, were any still set
+    expect(beats).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+
+    finish();
+    await job;
+    // Stopped, it neither registers again nor acknowledges: the wait ends without it.
+    expect(await waited).toMatchObject({ namespace: 'acme', processes: [] });
+    expect(await client.keys('nsro:proc:*')).toEqual([]);
   });
 });
