@@ -15,7 +15,7 @@ import type { MaybePromise, RequestMemo } from '../state/request-memo.js';
 import { INSTANCE, type NamespaceState } from '../state/values.js';
 import type { WriterRegistration } from '../stores/store.js';
 import { sendBlocked } from './answer.js';
-import { type Unknowable, verdict } from './verdict.js';
+import { type Unknowable, type VerdictInput, verdict } from './verdict.js';
 import type { VerdictLog } from './verdict-log.js';
 
 /**
@@ -32,14 +32,32 @@ import type { VerdictLog } from './verdict-log.js';
 
 export type NextFunction = (error?: unknown) => void;
 
-/** One write being decided. */
-interface Pending {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly next: NextFunction;
-  readonly method: string;
-  /** The path the application routes (mount and `relativeUrlRoot` removed), `null` if none. */
-  readonly pathname: string | null;
+/**
+ * One write being decided. It is also the verdict's input, filled in as the pipeline learns the
+ * target and the states: one object per write, not one more per decision.
+ */
+class Pending implements VerdictInput<Pending> {
+  namespace: string | null = null;
+  unknowable: Unknowable | undefined = undefined;
+  own: NamespaceState | null = null;
+  instance: NamespaceState | null = null;
+  readError: unknown = undefined;
+  holdsLease = true;
+  /** Itself while its route can be identified; `null` when no allowlist rule may apply. */
+  route: Pending | null;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly next: NextFunction,
+    readonly method: string,
+    /** The path the application routes (mount and `relativeUrlRoot` removed), `null` if none. */
+    readonly pathname: string | null,
+    readonly failOpen: boolean,
+    readonly allowedBy: (request: Pending) => AllowRule | null,
+  ) {
+    this.route = pathname === null ? null : this;
+  }
 }
 
 const UNPARSABLE: Unknowable = { reason: 'invalid-namespace', detail: 'unparsable-target' };
@@ -84,7 +102,7 @@ export class Pipeline {
 
       const raw = routerPathname(req);
       const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
-      const request: Pending = { req, res, next, method, pathname };
+      const request = this.pending(req, res, next, method, pathname);
       if (raw !== null && hasDotSegment(raw)) {
         // The router leaves dot segments alone, but a proxy, a framework or a handler joining
         // paths may resolve them, and then neither the namespace nor the route is the one the
@@ -104,7 +122,7 @@ export class Pipeline {
           return this.resolveNumericId(request, target.kind, target.id);
       }
     } catch (error) {
-      this.failed({ req, res, next, method: req.method ?? '', pathname: null }, error);
+      this.failed(this.pending(req, res, next, req.method ?? '', null), error);
     }
   }
 
@@ -159,7 +177,7 @@ export class Pipeline {
     const own = namespace === null ? null : this.memo.read(namespace, request.req);
     const instance = this.memo.read(INSTANCE, request.req);
     if (!(own instanceof Promise) && !(instance instanceof Promise)) {
-      return this.decide(request, namespace, own, instance, undefined);
+      return this.decideOn(request, namespace, own, instance);
     }
     // Counted in flight while it is being decided: one of its two reads may already hold the old,
     // open state, so a fence that finds the namespace closed before the other read returns must
@@ -167,7 +185,7 @@ export class Pipeline {
     const deciding = this.registration === null ? null : this.inflight.enter(namespace);
     Promise.all([own, instance])
       .then(
-        ([o, i]) => this.decide(request, namespace, o, i, undefined),
+        ([o, i]) => this.decideOn(request, namespace, o, i),
         (error: unknown) => this.lookupFailed(request, namespace, error ?? 'store rejected'),
       )
       .catch((error: unknown) => this.failed(request, error))
@@ -176,42 +194,53 @@ export class Pipeline {
 
   /** The target cannot be trusted: refused without reading any state. */
   private cannotTell(request: Pending, unknowable: Unknowable, routable = true): void {
-    this.decide(request, null, null, null, undefined, unknowable, routable);
+    request.unknowable = unknowable;
+    if (!routable) request.route = null;
+    this.decide(request);
   }
 
   /** A state (or `resolveId`) could not be read: `onStoreError` decides. */
   private lookupFailed(request: Pending, namespace: string | null, error: unknown): void {
-    this.decide(request, namespace, null, null, error);
+    request.namespace = namespace;
+    request.readError = error;
+    this.decide(request);
   }
 
-  /** Asks the verdict, logs it, and carries it out. */
-  private decide(
+  private decideOn(
     request: Pending,
     namespace: string | null,
     own: NamespaceState | null,
     instance: NamespaceState | null,
-    readError: unknown,
-    unknowable?: Unknowable,
-    routable = true,
   ): void {
-    const v = verdict({
-      namespace,
-      unknowable,
-      own,
-      instance,
-      readError,
-      failOpen: this.config.failOpen,
-      holdsLease: this.registration === null || this.registration.holdsLease(),
-      route: routable && request.pathname !== null ? request : null,
-      allowedBy: this.#allowedBy,
-    });
+    request.namespace = namespace;
+    request.own = own;
+    request.instance = instance;
+    this.decide(request);
+  }
+
+  /** Asks the verdict, logs it, and carries it out. */
+  private decide(request: Pending): void {
+    request.holdsLease = this.registration === null || this.registration.holdsLease();
+    const v = verdict(request);
     this.log.request(v, request);
-    if (!v.admit)
+    if (!v.admit) {
       return sendBlocked(request.req, request.res, request.pathname, v.block, this.config);
+    }
     // Allowlisted writes are not counted: they write nothing the fence protects.
-    if (this.registration !== null && v.via !== 'allowlist')
-      this.inflight.admit(namespace, request.res);
+    if (this.registration !== null && v.via !== 'allowlist') {
+      this.inflight.admit(request.namespace, request.res);
+    }
     request.next();
+  }
+
+  private pending(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: NextFunction,
+    method: string,
+    pathname: string | null,
+  ): Pending {
+    return new Pending(req, res, next, method, pathname, this.config.failOpen, this.#allowedBy);
   }
 
   /** Deciding threw (a bug, or a user callback that threw): refuse the write, never throw. */
