@@ -6,6 +6,7 @@ import {
   hasWriteOverrideQuery,
   isReadMethod,
   overrideMethods,
+  wireMethod,
 } from '../request/method.js';
 import { rootNamespace } from '../request/namespace-name.js';
 import { hasDotSegment, parseTarget, routerPathname, stripPrefix } from '../request/path.js';
@@ -97,7 +98,7 @@ export class Pipeline {
   /** The middleware's body: never throws, never returns a promise. */
   handle(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
     try {
-      const method = req.method ?? '';
+      const method = wireMethod(req);
       if (isReadMethod(method) && !this.readStartsWrite(req)) return next();
 
       const raw = routerPathname(req);
@@ -122,7 +123,7 @@ export class Pipeline {
           return this.resolveNumericId(request, target.kind, target.id);
       }
     } catch (error) {
-      this.failed(this.pending(req, res, next, req.method ?? '', null), error);
+      this.failed(this.pending(req, res, next, wireMethod(req), null), error);
     }
   }
 
@@ -256,9 +257,10 @@ export class Pipeline {
 
   /**
    * The rule that lets this write through, if any. A method-override middleware behind the guard
-   * routes the request as the method the override names, so a rule must allow every method the
-   * request could become, not only the one on the request line: `POST .../-/compare` with
-   * `X-HTTP-Method-Override: PUT` is a PUT to whatever route answers PUT there.
+   * routes the request as the method the override names, and one before it already has
+   * (`req.method`), so a rule must allow every method the request could be routed as, not only
+   * the one on the request line: `POST .../-/compare` with `X-HTTP-Method-Override: PUT` is a PUT
+   * to whatever route answers PUT there.
    */
   private allowedBy(request: Pending): AllowRule | null {
     const { req, method, pathname } = request;
@@ -268,6 +270,10 @@ export class Pipeline {
       if (rule === null) return null;
       const parsed = parseTarget(req);
       const search = typeof parsed?.query === 'string' ? parsed.query : null;
+      const routedAs = req.method ?? method;
+      if (routedAs !== method && this.config.allowedBy(req, routedAs, pathname) === null) {
+        return null;
+      }
       for (const other of overrideMethods(req.headers, search)) {
         if (other !== method && this.config.allowedBy(req, other, pathname) === null) return null;
       }

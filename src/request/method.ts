@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
 /**
  * Reads are GET, HEAD, OPTIONS and TRACE; every other method is a write, WebDAV and unknown
@@ -6,6 +6,16 @@ import type { IncomingHttpHeaders } from 'node:http';
  * A read that carries a method-override signal naming anything else is a write too: a
  * `method-override` middleware behind us would turn it into one.
  */
+
+/**
+ * The method on the request line. A method-override middleware mounted before the guard has
+ * already rewritten `req.method` (a form's `_method=GET` turns a POST into a GET) and keeps the
+ * original in `req.originalMethod`; the wire method decides whether the request is a write.
+ */
+export function wireMethod(req: IncomingMessage): string {
+  const original = (req as { originalMethod?: unknown }).originalMethod;
+  return typeof original === 'string' && original.length > 0 ? original : (req.method ?? '');
+}
 
 export function isReadMethod(method: string | undefined): boolean {
   return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || method === 'TRACE';

@@ -1,12 +1,15 @@
-import { METHODS } from 'node:http';
+import { type IncomingMessage, METHODS } from 'node:http';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
+import { MemoryStateStore, namespaceReadOnly } from '../../src/index.js';
 import {
   hasWriteOverrideHeader,
   hasWriteOverrideQuery,
   isReadMethod,
 } from '../../src/request/method.js';
 import { expressVersions, guardedApp } from '../helpers/apps.js';
+
+type Request = IncomingMessage & { originalMethod?: string; body?: unknown };
 
 /**
  * Method classification: GET, HEAD, OPTIONS and TRACE are reads; every other method Node accepts
@@ -249,6 +252,61 @@ describe.each(expressVersions)('methods through the guard ($name)', ({ express }
       expect(closed.status).toBe(503);
       expect(closed.headers['x-namespace-read-only']).toBe('*');
       expect(handled).toHaveLength(1);
+    });
+  });
+
+  describe('a method override applied before the guard', () => {
+    /**
+     * What `method-override` does when mounted first with a form-body getter: `req.method`
+     * becomes the `_method` it names, and the wire method is kept in `req.originalMethod`.
+     */
+    function overriddenApp(state: string | null, path = '/acme/proj/-/issues') {
+      const store = new MemoryStateStore();
+      const guard = namespaceReadOnly({ store });
+      const handled: { method: string; url: string }[] = [];
+      const app = express();
+      app.use(express.urlencoded({ extended: false }));
+      app.use((req: Request, _res: unknown, next: () => void) => {
+        const override = (req.body as Record<string, unknown> | undefined)?._method;
+        if (typeof override === 'string') {
+          req.originalMethod = req.originalMethod ?? req.method;
+          req.method = override.toUpperCase();
+        }
+        next();
+      });
+      app.use(guard);
+      app.use((req: Request, res: { end: (body: string) => void }) => {
+        handled.push({ method: req.method ?? '', url: req.url ?? '' });
+        res.end('handled');
+      });
+      const ready = state === null ? Promise.resolve() : store.set('acme', state as 'maintenance');
+      const post = async (body: string, url = path) => {
+        await ready;
+        return request(app).post(url).type('form').send(body);
+      };
+      return { post, handled };
+    }
+
+    it('a POST turned into a GET is still a write: refused for a namespace in maintenance', async () => {
+      const { post, handled } = overriddenApp('maintenance');
+      const res = await post('_method=GET');
+      expect(res.status).toBe(503);
+      expect(res.headers['x-namespace-read-only']).toBe('acme');
+      expect(handled).toEqual([]);
+    });
+
+    it('a POST turned into a GET reaches the handler as a GET when the namespace is writable', async () => {
+      const { post, handled } = overriddenApp(null);
+      expect((await post('_method=GET')).status).toBe(200);
+      expect(handled).toEqual([{ method: 'GET', url: '/acme/proj/-/issues' }]);
+    });
+
+    it('an allowlisted POST route does not let through a POST the router routes as a GET', async () => {
+      // `POST /acme/proj/-/compare` is allowlisted; as a GET it reaches whatever answers GET there.
+      const { post, handled } = overriddenApp('maintenance');
+      expect((await post('_method=GET', '/acme/proj/-/compare')).status).toBe(503);
+      expect((await post('x=1', '/acme/proj/-/compare')).status).toBe(200);
+      expect(handled).toEqual([{ method: 'POST', url: '/acme/proj/-/compare' }]);
     });
   });
 });
