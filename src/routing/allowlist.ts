@@ -29,10 +29,45 @@ export type AllowlistMatch = (
   pathname: string,
 ) => AllowRule | null;
 
+type Matcher = (path: string) => false | { params: RouteParams };
+
 interface CompiledRule {
   readonly rule: AllowRule;
+  readonly path: string;
   readonly methods: ReadonlySet<string> | null;
-  readonly matches: (path: string) => false | { params: RouteParams };
+  /** One matcher per router mode (see `routerMode`), compiled when first needed. */
+  readonly matchers: (Matcher | undefined)[];
+}
+
+/**
+ * The app's routing settings as a number: 1 for `case sensitive routing`, 2 for `strict routing`
+ * (no optional trailing slash). A rule must match exactly what the router would send to its
+ * route: under case-sensitive routing `POST …/GIT-UPLOAD-PACK` is not the git fetch route, and
+ * the route that does answer it may write. Read from `req.app`, the Express app serving the
+ * request; a Router created with its own `caseSensitive`/`strict` options cannot be seen.
+ */
+function routerMode(req: IncomingMessage): number {
+  const app = (req as { app?: { get?: unknown } }).app;
+  if (typeof app?.get !== 'function') return 0;
+  const setting = (name: string) => (app.get as (name: string) => unknown).call(app, name);
+  return (
+    (setting('case sensitive routing') === true ? 1 : 0) |
+    (setting('strict routing') === true ? 2 : 0)
+  );
+}
+
+function matcherFor(c: CompiledRule, mode: number): Matcher {
+  let m = c.matchers[mode];
+  if (m === undefined) {
+    m = match<RouteParams>(c.path, {
+      ...ROUTER_MATCH,
+      sensitive: (mode & 1) !== 0,
+      trailing: (mode & 2) === 0,
+      end: true,
+    });
+    c.matchers[mode] = m;
+  }
+  return m;
 }
 
 export function compileAllowlist(rules: unknown): AllowlistMatch {
@@ -41,9 +76,10 @@ export function compileAllowlist(rules: unknown): AllowlistMatch {
   const compiled = rules.map((rule: unknown, i) => compileRule(rule, `allowlist[${i}]`));
   if (compiled.length === 0) return () => null;
   return function allowedBy(req, method, pathname) {
+    const mode = routerMode(req);
     for (const c of compiled) {
       if (c.methods !== null && !c.methods.has(method)) continue;
-      const found = c.matches(pathname);
+      const found = matcherFor(c, mode)(pathname);
       if (found === false) continue;
       if (c.rule.when === undefined || c.rule.when(req, found.params) === true) return c.rule;
     }
@@ -63,8 +99,9 @@ function compileRule(rule: unknown, option: string): CompiledRule {
   if (when !== undefined && typeof when !== 'function') {
     throw new OptionsError(`${option}.when`, 'a function (req, params) => boolean', when);
   }
-  let matches: CompiledRule['matches'];
+  let matches: Matcher;
   try {
+    // Compiled now, so that a bad pattern fails when the guard is created.
     matches = match<RouteParams>(path, { ...ROUTER_MATCH, end: true });
   } catch (error) {
     throw new OptionsError(
@@ -73,7 +110,7 @@ function compileRule(rule: unknown, option: string): CompiledRule {
       path,
     );
   }
-  return { rule: rule as AllowRule, methods, matches };
+  return { rule: rule as AllowRule, path, methods, matchers: [matches] };
 }
 
 function compileMethods(method: unknown, option: string): ReadonlySet<string> | null {

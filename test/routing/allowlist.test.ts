@@ -155,6 +155,52 @@ describe.each(expressVersions)('allowlist ($name)', ({ express }) => {
     expect(handled).toEqual([]);
   }
 
+  describe("the app's routing settings", () => {
+    const ROUTES: Case[] = [
+      ['POST', '/acme/proj.git/git-upload-pack'],
+      ['POST', '/acme/proj.git/info/lfs/objects/batch'],
+      ['POST', '/acme/proj/-/compare'],
+    ];
+
+    it.each([
+      ['POST', '/acme/proj.git/GIT-UPLOAD-PACK'],
+      ['POST', '/acme/proj.git/info/LFS/objects/batch'],
+      ['POST', '/acme/proj/-/Compare'],
+    ] as Case[])('case sensitive routing: %s %s is another route, refused', async (...c) => {
+      const { app, handled } = await closed('acme');
+      app.set('case sensitive routing', true);
+      await expectBlocked(app, handled, c, 'acme');
+    });
+
+    it.each([
+      ['POST', '/acme/proj.git/git-upload-pack/'],
+      ['POST', '/acme/proj.git/info/lfs/objects/batch/'],
+      ['POST', '/acme/proj/-/compare/'],
+    ] as Case[])('strict routing: %s %s is another route, refused', async (...c) => {
+      const { app, handled } = await closed('acme');
+      app.set('strict routing', true);
+      await expectBlocked(app, handled, c, 'acme');
+    });
+
+    it.each(ROUTES)('both settings: the exact route %s %s still passes', async (...c) => {
+      const { app, handled } = await closed('acme');
+      app.set('case sensitive routing', true);
+      app.set('strict routing', true);
+      await expectAllowed(app, handled, c);
+    });
+
+    it.each([
+      ['POST', '/acme/proj.git/GIT-UPLOAD-PACK/'],
+      ['POST', '/acme/proj/-/Compare/'],
+    ] as Case[])(
+      'by default (the router ignores case and one trailing slash): %s %s passes',
+      async (...c) => {
+        const { app, handled } = await closed('acme');
+        await expectAllowed(app, handled, c);
+      },
+    );
+  });
+
   describe('instance maintenance (`*`): GitLab conformance cases', () => {
     it.each(INSTANCE_ALLOWED)('%s %s is allowed', async (...c) => {
       const { app, handled } = await closed('*');
