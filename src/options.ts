@@ -40,6 +40,11 @@ export interface NamespaceReadOnlyOptions {
   retryAfter?: number;
   /** When the state cannot be read: `'closed'` (default) blocks the write, `'open'` lets it pass. */
   onStoreError?: 'closed' | 'open';
+  /**
+   * Milliseconds the guard waits for a store's `get` or for `resolveId`; past it, `onStoreError`
+   * decides, so every request gets an answer. Default 1000.
+   */
+  timeout?: number;
   /** Default message for namespaces in maintenance that carry none. */
   message?: string;
   /** A pino-compatible logger. Default: silent. Its throws are swallowed. */
@@ -57,6 +62,7 @@ export interface Config {
   readonly resolveId: ResolveId | undefined;
   readonly retryAfter: number;
   readonly failOpen: boolean;
+  readonly timeout: number;
   readonly message: string | undefined;
   readonly logger: Logger;
 }
@@ -70,6 +76,7 @@ const OPTION_NAMES: Record<keyof NamespaceReadOnlyOptions, true> = {
   resolveId: true,
   retryAfter: true,
   onStoreError: true,
+  timeout: true,
   message: true,
   logger: true,
 };
@@ -90,6 +97,7 @@ export function resolveOptions(options: unknown): Config {
     ),
     retryAfter: retryAfterOption(o.retryAfter),
     failOpen: storeErrorOption(o.onStoreError),
+    timeout: wholeNumber(o.timeout, 'timeout', 1000, 1),
     message: messageOption(o.message),
     logger: loggerOption(o.logger),
   };

@@ -63,6 +63,7 @@ describe('valid options', () => {
       resolveId: () => null,
       retryAfter: 1,
       onStoreError: 'open',
+      timeout: 250,
       message: 'Back soon',
       logger: silentLogger,
     });
@@ -71,6 +72,7 @@ describe('valid options', () => {
 
   it.each([
     ['retryAfter', 31_536_000],
+    ['timeout', 1],
     ['relativeUrlRoot', ''],
     ['relativeUrlRoot', '/'],
     ['relativeUrlRoot', '/a/b'],
@@ -105,6 +107,9 @@ describe('invalid options', () => {
     ['retryAfter', '900', /whole number of seconds/],
     ['retryAfter', 31_536_001, /between 1 and 31536000/],
     ['retryAfter', null, /whole number of seconds/],
+    ['timeout', 0, /whole number >= 1/],
+    ['timeout', 2.5, /whole number >= 1/],
+    ['timeout', '1000', /whole number >= 1/],
     ['onStoreError', 'OPEN', /'closed' or 'open'/],
     ['onStoreError', 'fail-open', /'closed' or 'open'/],
     ['onStoreError', true, /'closed' or 'open'/],

@@ -29,7 +29,7 @@ export interface NamespaceReadOnlyMiddleware extends Checks {
 
 export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): NamespaceReadOnlyMiddleware {
   const config = resolveOptions(options);
-  const memo = new RequestMemo(config.store);
+  const memo = new RequestMemo(config.store, config.timeout);
   const log = new VerdictLog(config.logger);
   const inflight = new InflightWrites();
   const registration = config.store.register?.(inflight) ?? null;

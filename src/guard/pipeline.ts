@@ -15,6 +15,7 @@ import type { IdKind, NamespaceRoutes } from '../routing/target.js';
 import type { MaybePromise, RequestMemo } from '../state/request-memo.js';
 import { INSTANCE, type NamespaceState } from '../state/values.js';
 import type { WriterRegistration } from '../stores/store.js';
+import { withTimeout } from '../timeout.js';
 import { sendBlocked } from './answer.js';
 import { type Unknowable, type VerdictInput, verdict } from './verdict.js';
 import type { VerdictLog } from './verdict-log.js';
@@ -156,7 +157,7 @@ export class Pipeline {
       return this.lookupFailed(request, null, error ?? 'resolveId threw');
     }
     if (!(resolved instanceof Promise)) return this.withFullPath(request, resolved);
-    resolved
+    withTimeout(resolved, this.config.timeout)
       .then(
         (fullPath) => this.withFullPath(request, fullPath),
         (error: unknown) => this.lookupFailed(request, null, error ?? 'resolveId rejected'),

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { StateStore } from '../stores/store.js';
-import type { NamespaceState } from './values.js';
+import { withTimeout } from '../timeout.js';
+import { asState, type NamespaceState } from './values.js';
 
 /**
  * The first tier: each key is read once per request, synchronously when the store can answer
@@ -27,20 +28,28 @@ interface ExpressRequest {
 export class RequestMemo {
   readonly #memos = new WeakMap<object, Memo>();
 
-  constructor(private readonly store: StateStore) {}
+  constructor(
+    private readonly store: StateStore,
+    /** How long a `get` may take before it counts as failed (ms). */
+    private readonly timeoutMs: number,
+  ) {}
 
   /**
    * The state stored under `key` (a normalised key: `acme` or `*`), once per request. Never
-   * throws: a store that throws gives a rejected promise.
+   * throws: a store that throws, or does not answer within the guard's `timeout`, gives a
+   * rejected promise.
    */
   read(key: string, req: IncomingMessage | undefined): MaybePromise<NamespaceState | null> {
     const memo = req === undefined ? undefined : this.#memo(req);
     const seen = memo?.get(key);
     if (seen !== undefined) return seen;
-    let value: MaybePromise<NamespaceState | null> | undefined;
+    let value: MaybePromise<NamespaceState | null>;
     try {
-      value = this.store.peek?.(key);
-      if (value === undefined) value = this.store.get(key);
+      const peeked = this.store.peek?.(key);
+      value =
+        peeked !== undefined
+          ? asState(peeked)
+          : withTimeout(Promise.resolve(this.store.get(key)), this.timeoutMs).then(asState);
     } catch (error) {
       value = Promise.reject(error);
     }

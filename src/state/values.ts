@@ -71,6 +71,24 @@ export function toState(value: unknown): NamespaceState {
   };
 }
 
+/**
+ * What a store's `get` or `peek` returned, as a state. The stores of this library return states
+ * already; another store may hand back a close shape (an ISO string for `until`, a raw value),
+ * which is read rather than trusted.
+ */
+export function asState(value: unknown): NamespaceState | null {
+  if (value === null || value === undefined) return null;
+  const s = value as Partial<NamespaceState>;
+  if (
+    (s.state === 'maintenance' || s.state === 'active') &&
+    (s.until === undefined || s.until instanceof Date) &&
+    (s.expiresAt === undefined || s.expiresAt instanceof Date)
+  ) {
+    return value as NamespaceState;
+  }
+  return toState(value);
+}
+
 /** Checks what a caller hands to `store.set()`; a programming error throws here, not later. */
 export function checkStateInput(input: unknown): NamespaceState {
   const valid =

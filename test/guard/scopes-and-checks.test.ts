@@ -700,3 +700,88 @@ describe('logging while the store fails', () => {
     expect(lines[0]).toMatchObject({ level: 'warn', fields: { reason: 'store-unavailable' } });
   });
 });
+
+describe.each(expressVersions)('every wait has a budget ($name)', ({ express }) => {
+  const never = () => new Promise<never>(() => undefined);
+  const silentStore = (): StateStore => ({
+    get: never,
+    set: async () => undefined,
+    delete: async () => undefined,
+  });
+
+  it.each([
+    ['closed', 503],
+    ['open', 200],
+  ] as const)(
+    'a store whose get never settles: onStoreError %s answers %i',
+    async (policy, status) => {
+      const { logger, warned } = recordingLogger();
+      const { app, handled } = guardedApp(express, {
+        store: silentStore(),
+        timeout: 20,
+        onStoreError: policy,
+        logger,
+      });
+      const res = await request(app).post('/acme/x');
+      expect(res.status).toBe(status);
+      expect(handled).toHaveLength(status === 200 ? 1 : 0);
+      if (status === 503) {
+        expect(warned()[0]?.object).toMatchObject({ reason: 'store-unavailable' });
+        expect(String(warned()[0]?.object.detail)).toContain('within 20 ms');
+      }
+    },
+  );
+
+  it.each([
+    ['closed', 503],
+    ['open', 200],
+  ] as const)(
+    'a resolveId that never settles: onStoreError %s answers %i',
+    async (policy, status) => {
+      const { app, handled } = guardedApp(express, {
+        resolveId: never,
+        timeout: 20,
+        onStoreError: policy,
+      });
+      const res = await request(app).put('/api/v4/projects/456');
+      expect(res.status).toBe(status);
+      expect(handled).toHaveLength(status === 200 ? 1 : 0);
+    },
+  );
+
+  it('a check on a store that never answers rejects within the budget, by the policy', async () => {
+    const guard = namespaceReadOnly({ store: silentStore(), timeout: 20 });
+    await expect(guard.assertWritable('acme')).rejects.toMatchObject({
+      reason: 'store-unavailable',
+    });
+  });
+});
+
+describe.each(expressVersions)("a custom store's own shapes ($name)", ({ express }) => {
+  const until = new Date(Date.now() + 600_000);
+  const storeOf = (value: unknown, sync: boolean): StateStore => ({
+    get: async () => value as NamespaceState,
+    ...(sync && { peek: () => value as NamespaceState }),
+    set: async () => undefined,
+    delete: async () => undefined,
+  });
+
+  it.each([
+    ['an ISO string `until`', { state: 'maintenance', until: until.toISOString() }],
+    ['a raw stored value', 'maintenance'],
+    ['a JSON text', JSON.stringify({ state: 'maintenance', until: until.toISOString() })],
+  ])('%s is read as maintenance, not as an internal error', async (_what, value) => {
+    for (const sync of [true, false]) {
+      const { logger, warned } = recordingLogger();
+      const { app, handled } = guardedApp(express, { store: storeOf(value, sync), logger });
+      const res = await request(app).post('/acme/x').set('Accept', 'application/json');
+      expect(res.status).toBe(503);
+      expect(res.headers['x-namespace-read-only']).toBe('acme');
+      expect(warned()[0]?.object).toMatchObject({ reason: 'maintenance' });
+      const retryAfter = Number(res.headers['retry-after']);
+      if (typeof value === 'string' && value === 'maintenance') expect(retryAfter).toBe(900);
+      else expect(retryAfter).toBeGreaterThan(590);
+      expect(handled).toEqual([]);
+    }
+  });
+});

@@ -1,6 +1,7 @@
-import { StoreReadError, StoreTimeoutError } from '../../errors.js';
+import { StoreReadError } from '../../errors.js';
 import type { LogLimiter } from '../../logger.js';
 import { type NamespaceState, toState } from '../../state/values.js';
+import { withTimeout } from '../../timeout.js';
 import { isCluster, type RedisClient } from './client.js';
 import type { RedisKeys } from './keys.js';
 
@@ -129,24 +130,6 @@ export class Circuit {
   get open(): boolean {
     return !this.allows();
   }
-}
-
-/** Rejects with `StoreTimeoutError` after `ms`; the timer never keeps the process alive. */
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new StoreTimeoutError(ms)), ms);
-    timer.unref();
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
 
 class Deferred {

@@ -1,7 +1,7 @@
 import type { LogLimiter } from '../../logger.js';
+import { withTimeout } from '../../timeout.js';
 import { isCluster, type RedisClient } from './client.js';
 import type { RedisKeys } from './keys.js';
-import { withTimeout } from './reads.js';
 
 /**
  * The push path: a dedicated connection subscribed to the store's change channel, the fence
