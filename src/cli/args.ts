@@ -135,6 +135,42 @@ export function enableEnd(values: Values, now: number): { ttl?: number; until?: 
   return {};
 }
 
+const DEFAULT_URL = 'redis://127.0.0.1:6379';
+
+/**
+ * The Redis URL to use: `--redis`, else `$REDIS_URL` when set and not empty, else the local
+ * default. Checked before connecting: a URL that is not `redis://` or `rediss://` (or a socket
+ * path), or names a database that is not a number, is bad input (exit 2), not an unreachable
+ * server.
+ */
+export function redisUrl(flag: string | undefined, env: string | undefined): string {
+  const url = flag ?? (env === undefined || env === '' ? DEFAULT_URL : env);
+  if (url.startsWith('/')) return url; // a Unix socket path, which ioredis takes as it is
+  const where =
+    flag !== undefined ? '--redis' : env !== undefined && env !== '' ? 'REDIS_URL' : null;
+  let parsed: URL | null = null;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // reported below
+  }
+  if (parsed === null || (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:')) {
+    throw new UsageError(
+      `bad ${where ?? 'Redis URL'} ${JSON.stringify(redactUrl(url))} (use redis://host:port or rediss://…)`,
+    );
+  }
+  const db = parsed.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d{1,5}$/.test(db)) {
+    throw new UsageError(`bad database "${db}" in ${where ?? 'the Redis URL'} (a number, e.g. /0)`);
+  }
+  return url;
+}
+
+/** A URL with its credentials hidden, for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//***@');
+}
+
 /** Options only `enable` takes, refused with any other command. */
 export function rejectOptions(values: Values, command: string): void {
   for (const name of ['for', 'until', 'message', 'reason', 'wait'] as const) {

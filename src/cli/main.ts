@@ -2,7 +2,7 @@ import type { Redis as RedisClient } from 'ioredis';
 import { FenceTimeoutError, RedisUnreachableError, UsageError } from '../errors.js';
 import { DEFAULT_PREFIX } from '../stores/redis/keys.js';
 import { RedisStateStore } from '../stores/redis/store.js';
-import { EXIT, parse, USAGE } from './args.js';
+import { EXIT, parse, redactUrl, redisUrl, USAGE } from './args.js';
 import { plan } from './commands.js';
 import { errorLine } from './output.js';
 
@@ -29,7 +29,7 @@ export async function main(argv: string[], out = console.log): Promise<number> {
     }
     // Everything is validated before connecting: bad input writes nothing.
     const run = plan(parsed, Date.now());
-    const url = values.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const url = redisUrl(values.redis, process.env.REDIS_URL);
     redis = await connect(url);
     const store = new RedisStateStore({
       redis,
@@ -80,8 +80,4 @@ async function connect(url: string): Promise<RedisClient> {
     throw new RedisUnreachableError(`cannot reach Redis at ${redactUrl(url)}: ${reason}`);
   }
   return redis;
-}
-
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
 }

@@ -2,6 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { redisUrl } from '../../src/cli/args.js';
 import { describeState, main, parseDuration } from '../../src/cli/main.js';
 import type { NamespaceState } from '../../src/state/values.js';
 import { BIN, ROOT } from '../helpers/dist.js';
@@ -389,6 +390,35 @@ describe('bad input: one line on stderr, exit 2, nothing written, Redis never co
     // Validation happens before connecting: the CLI never opened a connection.
     expect((await connections()) - before).toBe(connectionStep);
     expect(await snapshot()).toEqual(keys);
+  });
+});
+
+describe('a bad Redis URL is bad input (exit 2), not an unreachable server', () => {
+  it.each([
+    ['an http URL', { redis: 'http://127.0.0.1:6379' }, /bad --redis "http:\/\/127\.0\.0\.1:6379"/],
+    ['not a URL', { redis: 'not-a-url' }, /bad --redis "not-a-url"/],
+    ['a database that is not a number', { redis: 'redis://127.0.0.1:1/x' }, /bad database "x"/],
+    [
+      'credentials in a bad URL',
+      { redis: 'http://op:s3cret@127.0.0.1:1' },
+      /bad --redis "http:\/\/\*\*\*@/,
+    ],
+    ['REDIS_URL', { redis: null, env: { REDIS_URL: 'http://127.0.0.1:1' } }, /bad REDIS_URL/],
+  ] as const)('%s', async (_name, options, message) => {
+    const r = await nsro(['status', 'acme'], options);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(ONE_LINE);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).not.toContain('s3cret');
+  });
+
+  it('an empty REDIS_URL counts as unset, and --redis wins over it', () => {
+    expect(redisUrl(undefined, '')).toBe('redis://127.0.0.1:6379');
+    expect(redisUrl(undefined, undefined)).toBe('redis://127.0.0.1:6379');
+    expect(redisUrl('redis://h:1/2', 'redis://other:2')).toBe('redis://h:1/2');
+    expect(redisUrl(undefined, 'rediss://h:1')).toBe('rediss://h:1');
+    expect(redisUrl('/run/redis.sock', undefined)).toBe('/run/redis.sock');
   });
 });
 
