@@ -33,7 +33,8 @@ export interface NamespaceReadOnlyOptions {
   relativeUrlRoot?: string;
   /**
    * Maps numeric API ids to full paths. Without it a write addressed by numeric id cannot be
-   * attributed to a namespace and is blocked; pass `() => null` to let such writes through.
+   * attributed to a namespace: it is refused while some namespace is in maintenance (and passes
+   * while none is). Pass `() => null` to let such writes through always.
    */
   resolveId?: ResolveId;
   /** Seconds for `Retry-After` when the state has no `until` and no TTL. Default `900`. */
@@ -49,6 +50,14 @@ export interface NamespaceReadOnlyOptions {
   message?: string;
   /** A pino-compatible logger. Default: silent. Its throws are swallowed. */
   logger?: Logger;
+  /**
+   * Take part in the migration fence (`store.wait()`, `nsro enable --wait`): register this
+   * process, count its admitted writes in flight and renew a lease. The price of the guarantee:
+   * a process whose lease lapses (Redis unreachable for `heartbeatTtl`) refuses every write.
+   * Needs a store that supports it (`RedisStateStore`) and `onStoreError: 'closed'`. Default
+   * `false`.
+   */
+  fence?: boolean;
 }
 
 /** Everything derived from the options, computed once when the guard is created. */
@@ -65,6 +74,7 @@ export interface Config {
   readonly timeout: number;
   readonly message: string | undefined;
   readonly logger: Logger;
+  readonly fence: boolean;
 }
 
 /** Every option name, checked by the compiler against the options type. */
@@ -79,12 +89,15 @@ const OPTION_NAMES: Record<keyof NamespaceReadOnlyOptions, true> = {
   timeout: true,
   message: true,
   logger: true,
+  fence: true,
 };
 
 export function resolveOptions(options: unknown): Config {
   const o = optionsObject(options, OPTION_NAMES, 'option');
+  const store = storeOption(o.store);
+  const failOpen = storeErrorOption(o.onStoreError);
   return {
-    store: storeOption(o.store),
+    store,
     ownsStore: o.store === undefined,
     routes: routesOption(o.routes),
     // `undefined` only: `null` is a mistake to report, not a request for GitLab's allowlist.
@@ -96,10 +109,11 @@ export function resolveOptions(options: unknown): Config {
       'a function (kind, id) => fullPath | null',
     ),
     retryAfter: retryAfterOption(o.retryAfter),
-    failOpen: storeErrorOption(o.onStoreError),
+    failOpen,
     timeout: wholeNumber(o.timeout, 'timeout', 1000, 1),
     message: messageOption(o.message),
     logger: loggerOption(o.logger),
+    fence: fenceOption(o.fence, store, failOpen),
   };
 }
 
@@ -232,6 +246,31 @@ function retryAfterOption(value: unknown): number {
 
 function storeErrorOption(value: unknown): boolean {
   return oneOf(value, 'onStoreError', ['closed', 'open']) === 'open';
+}
+
+/**
+ * The fence promises the operator that no admitted write is still running once a wait returns;
+ * a guard that admits writes it could not check would break that promise silently, so the two
+ * cannot be combined.
+ */
+function fenceOption(value: unknown, store: StateStore, failOpen: boolean): boolean {
+  if (value === undefined || value === false) return false;
+  if (value !== true) throw new OptionsError('fence', 'true or false', value);
+  if (typeof store.register !== 'function') {
+    throw new OptionsError(
+      'fence',
+      'used with a store that supports the migration fence (RedisStateStore)',
+      value,
+    );
+  }
+  if (failOpen) {
+    throw new OptionsError(
+      'onStoreError',
+      "'closed' when `fence` is on (a write admitted unchecked would break the fence's guarantee)",
+      'open',
+    );
+  }
+  return true;
 }
 
 function messageOption(value: unknown): string | undefined {

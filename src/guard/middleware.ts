@@ -29,10 +29,16 @@ export interface NamespaceReadOnlyMiddleware extends Checks {
 
 export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): NamespaceReadOnlyMiddleware {
   const config = resolveOptions(options);
+  if (config.routes.numericIds === true && config.resolveId === undefined) {
+    config.logger.warn(
+      { setup: true, option: 'resolveId' },
+      'namespace-read-only: the routes can name projects and groups by numeric id and no `resolveId` option was given; such writes are refused while any namespace is in maintenance',
+    );
+  }
   const memo = new RequestMemo(config.store, config.timeout);
   const log = new VerdictLog(config.logger);
   const inflight = new InflightWrites();
-  const registration = config.store.register?.(inflight) ?? null;
+  const registration = config.fence ? (config.store.register?.(inflight) ?? null) : null;
   const parts = { config, memo, log, inflight, registration };
   const pipeline = new Pipeline(parts);
   const checks = createChecks(parts);

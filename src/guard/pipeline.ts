@@ -14,7 +14,7 @@ import type { AllowRule } from '../routing/allowlist.js';
 import type { IdKind, NamespaceRoutes } from '../routing/target.js';
 import type { MaybePromise, RequestMemo } from '../state/request-memo.js';
 import { INSTANCE, type NamespaceState } from '../state/values.js';
-import type { WriterRegistration } from '../stores/store.js';
+import type { StateStore, WriterRegistration } from '../stores/store.js';
 import { withTimeout } from '../timeout.js';
 import { sendBlocked } from './answer.js';
 import { type Unknowable, type VerdictInput, verdict } from './verdict.js';
@@ -41,6 +41,7 @@ export type NextFunction = (error?: unknown) => void;
 class Pending implements VerdictInput<Pending> {
   namespace: string | null = null;
   unknowable: Unknowable | undefined = undefined;
+  nothingClosed = false;
   own: NamespaceState | null = null;
   instance: NamespaceState | null = null;
   readError: unknown = undefined;
@@ -81,6 +82,7 @@ export class Pipeline {
   private readonly config: Config;
   private readonly routes: NamespaceRoutes;
   private readonly memo: RequestMemo;
+  private readonly store: StateStore;
   private readonly log: VerdictLog;
   private readonly inflight: InflightWrites;
   private readonly registration: WriterRegistration | null;
@@ -91,6 +93,7 @@ export class Pipeline {
     this.config = parts.config;
     this.routes = parts.config.routes;
     this.memo = parts.memo;
+    this.store = parts.config.store;
     this.log = parts.log;
     this.inflight = parts.inflight;
     this.registration = parts.registration;
@@ -101,6 +104,9 @@ export class Pipeline {
     try {
       const method = wireMethod(req);
       if (isReadMethod(method) && !this.readStartsWrite(req)) return next();
+      // Nothing is in maintenance, and no fence needs the write's namespace for its count: the
+      // verdict admits every write then, whatever its target, so the target is not even parsed.
+      if (this.registration === null && this.store.anyClosed?.() === false) return next();
 
       const raw = routerPathname(req);
       const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
@@ -194,11 +200,28 @@ export class Pipeline {
       .finally(() => deciding?.());
   }
 
-  /** The target cannot be trusted: refused without reading any state. */
+  /**
+   * The target cannot be trusted: refused without reading its state, unless the store knows
+   * that nothing at all is in maintenance. A store still learning its states is waited for,
+   * within the read budget; one that cannot know counts as "something may be".
+   */
   private cannotTell(request: Pending, unknowable: Unknowable, routable = true): void {
     request.unknowable = unknowable;
     if (!routable) request.route = null;
-    this.decide(request);
+    const known = this.store.anyClosed?.();
+    if (!(known instanceof Promise)) {
+      request.nothingClosed = known === false;
+      return this.decide(request);
+    }
+    withTimeout(known, this.config.timeout)
+      .then(
+        (closed) => {
+          request.nothingClosed = closed === false;
+        },
+        () => undefined,
+      )
+      .then(() => this.decide(request))
+      .catch((error: unknown) => this.failed(request, error));
   }
 
   /** A state (or `resolveId`) could not be read: `onStoreError` decides. */

@@ -21,6 +21,11 @@ export interface VerdictInput<Route = unknown> {
   readonly namespace: string | null;
   /** Set when the target could not be determined safely. */
   readonly unknowable?: Unknowable | undefined;
+  /**
+   * True when the store knows that no namespace and no instance state is in maintenance: a
+   * target that cannot be told then cannot be a closed one, so it is not refused.
+   */
+  readonly nothingClosed?: boolean;
   /** The namespace's state (`null`: none). */
   readonly own: NamespaceState | null;
   /** The instance's state (`null`: none). */
@@ -82,9 +87,10 @@ export function verdict<Route>(input: VerdictInput<Route>): Verdict {
 function blockOf<Route>(input: VerdictInput<Route>): Block | null {
   const { namespace, unknowable } = input;
   if (unknowable !== undefined) {
-    return { reason: unknowable.reason, namespace: null, detail: unknowable.detail };
-  }
-  if (input.readError !== undefined) {
+    if (input.nothingClosed !== true) {
+      return { reason: unknowable.reason, namespace: null, detail: unknowable.detail };
+    }
+  } else if (input.readError !== undefined) {
     if (!input.failOpen) {
       return { reason: 'store-unavailable', namespace: null, detail: String(input.readError) };
     }

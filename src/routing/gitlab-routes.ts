@@ -76,7 +76,7 @@ const AMBIGUOUS_ID: Target = Object.freeze({ type: 'invalid', reason: 'ambiguous
 const pushDiscovery = match('/*repo/:project.git/info/refs', { ...ROUTER_MATCH, end: true });
 
 export function gitlabRoutes(): NamespaceRoutes {
-  return { resolve: resolveGitlabPath, startsWrite: startsGitPush };
+  return { resolve: resolveGitlabPath, startsWrite: startsGitPush, numericIds: true };
 }
 
 function resolveGitlabPath(pathname: string): Target {

@@ -26,6 +26,8 @@ export interface NamespaceRoutes {
    * it is refused like a write. `search` is the raw query string without `?`, or `null`.
    */
   startsWrite?(pathname: string, search: string | null): boolean;
+  /** True when `resolve` can answer `id` targets, which only a `resolveId` option can attribute. */
+  readonly numericIds?: boolean;
 }
 
 export const NO_NAMESPACE: Target = Object.freeze({ type: 'none' });

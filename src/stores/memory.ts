@@ -14,6 +14,8 @@ import type { SetOptions, StateStore } from './store.js';
  */
 export class MemoryStateStore implements StateStore {
   readonly #states = new Map<string, NamespaceState>();
+  /** The keys whose state closes writes: what `anyClosed()` looks at, however many are open. */
+  readonly #closed = new Set<string>();
 
   async get(namespace: string): Promise<NamespaceState | null> {
     return this.peek(namespaceKey(namespace));
@@ -36,10 +38,17 @@ export class MemoryStateStore implements StateStore {
     const expiring =
       ttl === undefined ? value : { ...value, expiresAt: new Date(Date.now() + ttl) };
     this.#states.set(key, Object.freeze(expiring));
+    if (expiring.state === 'active') this.#closed.delete(key);
+    else this.#closed.add(key);
   }
 
   async delete(namespace: string): Promise<void> {
-    this.#states.delete(namespaceKey(namespace));
+    this.#forget(namespaceKey(namespace));
+  }
+
+  anyClosed(): boolean {
+    for (const key of this.#closed) if (this.peek(key) !== null) return true;
+    return false;
   }
 
   /** `key` is already normalised (the middleware only asks with lower-cased root names). */
@@ -47,9 +56,14 @@ export class MemoryStateStore implements StateStore {
     const state = this.#states.get(key);
     if (state === undefined) return null;
     if (state.expiresAt !== undefined && Date.now() >= state.expiresAt.getTime()) {
-      this.#states.delete(key);
+      this.#forget(key);
       return null;
     }
     return state;
+  }
+
+  #forget(key: string): void {
+    this.#states.delete(key);
+    this.#closed.delete(key);
   }
 }

@@ -20,6 +20,14 @@ export interface StateStore {
    */
   peek?(namespace: string): NamespaceState | null | undefined;
   /**
+   * Whether any namespace, or the instance, is in maintenance right now: `true` or `false` when
+   * the store knows every state, a promise while it is still learning them (the first sync),
+   * `undefined` when it cannot know. The guard refuses a write whose target it cannot tell only
+   * while this is not `false`, so a store that knows nothing is closed makes the guard refuse
+   * nothing.
+   */
+  anyClosed?(): boolean | Promise<boolean | undefined> | undefined;
+  /**
    * Releases timers and connections the store opened itself. The store's owner calls it: a
    * guard never closes a store it was given, since other guards may share it.
    */

@@ -44,11 +44,10 @@ for (const own of OWN) {
       rows.push({ own, instance, storeFails: false, failOpen: false, lease });
   }
 }
-for (const failOpen of [false, true]) {
-  for (const lease of [true, false]) {
-    rows.push({ own: 'maintenance', instance: null, storeFails: true, failOpen, lease });
-  }
-}
+rows.push({ own: 'maintenance', instance: null, storeFails: true, failOpen: false, lease: true });
+rows.push({ own: 'maintenance', instance: null, storeFails: true, failOpen: false, lease: false });
+// `onStoreError: 'open'` cannot be combined with the fence, so it has no lease.
+rows.push({ own: 'maintenance', instance: null, storeFails: true, failOpen: true, lease: true });
 
 /** The rules, in words: what refuses a write to `acme`, in order; `null` admits it. */
 function expectedReason(row: Row): RefusalReason | null {
@@ -94,6 +93,7 @@ describe.each(expressVersions)('the middleware and the checks agree ($name)', ({
       store: storeFor(row),
       logger,
       onStoreError: row.failOpen ? 'open' : 'closed',
+      fence: !row.failOpen,
     });
 
     // The middleware, on a route no allowlist rule matches.
@@ -189,6 +189,24 @@ describe('verdict()', () => {
       admit: false,
       block: { reason: 'unresolvable-id', namespace: null, detail: 'no resolveId option' },
     });
+  });
+
+  it('refuses an unknowable target only while something may be in maintenance', () => {
+    const unknowable = { reason: 'invalid-namespace', detail: 'undecodable' } as const;
+    expect(verdict({ ...base, namespace: null, unknowable, nothingClosed: true })).toEqual({
+      admit: true,
+      via: 'open',
+    });
+    for (const nothingClosed of [false, undefined]) {
+      expect(verdict({ ...base, namespace: null, unknowable, nothingClosed })).toMatchObject({
+        admit: false,
+        block: { reason: 'invalid-namespace', detail: 'undecodable' },
+      });
+    }
+    // The fence's lease still binds a write it cannot attribute.
+    expect(
+      verdict({ ...base, namespace: null, unknowable, nothingClosed: true, holdsLease: false }),
+    ).toMatchObject({ admit: false, block: { reason: 'lease-lapsed' } });
   });
 
   it('admits a failed read under failOpen, saying so, unless the lease lapsed', () => {
