@@ -9,7 +9,13 @@ import {
   wireMethod,
 } from '../request/method.js';
 import { rootNamespace } from '../request/namespace-name.js';
-import { hasDotSegment, parseTarget, routerPathname, stripPrefix } from '../request/path.js';
+import {
+  hasDotSegment,
+  mountRemainders,
+  parseTarget,
+  routerPathname,
+  stripPrefix,
+} from '../request/path.js';
 import type { AllowRule } from '../routing/allowlist.js';
 import type { IdKind, NamespaceRoutes } from '../routing/target.js';
 import type { MaybePromise, RequestMemo } from '../state/request-memo.js';
@@ -65,6 +71,8 @@ class Pending implements VerdictInput<Pending> {
 
 const UNPARSABLE: Unknowable = { reason: 'invalid-namespace', detail: 'unparsable-target' };
 const DOT_SEGMENT: Unknowable = { reason: 'invalid-namespace', detail: 'dot-segment' };
+/** A sub-app mount the path cannot be measured against (an array, a pattern): no grammar applies. */
+const UNMOUNTABLE: Unknowable = { reason: 'invalid-namespace', detail: 'mount' };
 const NO_RESOLVER: Unknowable = { reason: 'unresolvable-id', detail: 'no resolveId option' };
 const BAD_RESOLVED: Unknowable = { reason: 'invalid-namespace', detail: 'resolveId result' };
 
@@ -117,7 +125,8 @@ export class Pipeline {
         // router saw: refused, and not even the allowlist applies.
         return this.cannotTell(request, DOT_SEGMENT, false);
       }
-      if (pathname === null) return this.cannotTell(request, UNPARSABLE);
+      if (raw === null) return this.cannotTell(request, UNPARSABLE);
+      if (pathname === null) return this.cannotTell(request, UNMOUNTABLE);
       const target = this.routes.resolve(pathname);
       switch (target.type) {
         case 'none':
@@ -143,11 +152,13 @@ export class Pipeline {
     const search = typeof parsed?.query === 'string' ? parsed.query : null;
     if (search === null) return false;
     if (hasWriteOverrideQuery(search)) return true;
-    if (this.routes.startsWrite === undefined || typeof parsed?.pathname !== 'string') return false;
-    return this.routes.startsWrite(
-      stripPrefix(req, parsed.pathname, this.config.relativeUrlRoot),
-      search,
-    );
+    const routes = this.routes;
+    if (routes.startsWrite === undefined || typeof parsed?.pathname !== 'string') return false;
+    const pathname = stripPrefix(req, parsed.pathname, this.config.relativeUrlRoot);
+    if (pathname !== null) return routes.startsWrite(pathname, search);
+    // The mount prefix is unknowable: a read that starts a write after any prefix it could be
+    // goes on as a write, and `handle` refuses it (UNMOUNTABLE); other reads pass.
+    return mountRemainders(parsed.pathname).some((p) => routes.startsWrite?.(p, search) === true);
   }
 
   private resolveNumericId(request: Pending, kind: IdKind, id: string): void {

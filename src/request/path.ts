@@ -14,7 +14,18 @@ import parseurl from 'parseurl';
 /** Express adds these to Node's request; direct callers (benchmarks, other frameworks) may not. */
 interface ExpressLikeRequest extends IncomingMessage {
   originalUrl?: string;
-  baseUrl?: string;
+  /** The application the request is in: a mounted sub-app inside it, the root app elsewhere. */
+  app?: MountedApp;
+}
+
+/**
+ * What `app.use(path, subApp)` records on `subApp`: the path it was mounted at (a string, an
+ * array or a RegExp, as passed) and the application it was mounted in. The root application has
+ * `mountpath` `'/'` and no `parent`.
+ */
+interface MountedApp {
+  readonly mountpath?: unknown;
+  readonly parent?: MountedApp;
 }
 
 /**
@@ -39,28 +50,88 @@ export function routerPathname(req: IncomingMessage): string | null {
 }
 
 /**
- * Removes the part of `pathname` the application does not see: the Express mount path the
- * guard sits under (`req.baseUrl`, a raw prefix of the same pathname) and the configured
- * `relativeUrlRoot`, whichever is longer, so a guard inside a mounted sub-app and a guard in
- * front of it agree.
+ * The path the application whose routes the grammar describes receives: `pathname` (the whole
+ * pathname of `req.originalUrl`) less the mount path of the sub-application the guard sits in,
+ * or less `relativeUrlRoot`, whichever is longer, so a guard inside a mounted sub-app and a guard
+ * in front of it with `relativeUrlRoot` agree, and setting both to the same prefix removes it once.
+ *
+ * Router mounts are not removed. `app.use('/api/v4', guard)` and a guard in a `Router` mounted at
+ * `/api/v4` run under `req.baseUrl` `/api/v4`, but the application still routes
+ * `/api/v4/projects/acme%2Fproj`, and the grammar reads `acme` only from that whole path; with
+ * `req.baseUrl` removed it would read `/projects/acme%2Fproj`, which names no namespace, and let
+ * the write through. A sub-app is different: its routes are written relative to its mount, and
+ * Express says where it is mounted (`req.app`, its `mountpath` and `parent`).
+ *
+ * `null` when the sub-app's mount prefix cannot be known: a mount path that is an array, a RegExp
+ * or a pattern (parameters, wildcards), or a path that does not start with the mount chain (a
+ * sub-app mounted twice records only its last mount). Then the grammar cannot be applied, and the
+ * caller must refuse rather than guess.
  */
-export function stripPrefix(req: IncomingMessage, pathname: string, root: string): string {
-  const baseUrl = (req as ExpressLikeRequest).baseUrl;
-  const mounted =
-    typeof baseUrl === 'string' && baseUrl.length > 0 && startsWithSegment(pathname, baseUrl)
-      ? baseUrl.length
-      : 0;
-  const rooted = root.length > 0 && startsWithSegment(pathname, root) ? root.length : 0;
+export function stripPrefix(req: IncomingMessage, pathname: string, root: string): string | null {
+  const mounted = subAppPrefix(req, pathname);
+  if (mounted === null) return null;
+  const rooted = root.length > 0 && startsWithSegment(pathname, root, 0) ? root.length : 0;
   const cut = Math.max(mounted, rooted);
   if (cut === 0) return pathname;
   return cut === pathname.length ? '/' : pathname.slice(cut);
 }
 
-/** Case-insensitive, segment-bounded prefix test, as Express mount matching does. */
-function startsWithSegment(pathname: string, prefix: string): boolean {
-  if (pathname.length < prefix.length) return false;
-  if (pathname.length > prefix.length && pathname.charCodeAt(prefix.length) !== 0x2f) return false;
-  const head = pathname.slice(0, prefix.length);
+/**
+ * Every path the application could receive from `pathname` under some mount prefix: the whole of
+ * it and what follows each `/` after its first character, for a question that must be answered
+ * even when `stripPrefix` cannot say which one it is.
+ */
+export function mountRemainders(pathname: string): string[] {
+  const remainders = [pathname];
+  for (let i = pathname.indexOf('/', 1); i !== -1; i = pathname.indexOf('/', i + 1)) {
+    remainders.push(pathname.slice(i));
+  }
+  return remainders;
+}
+
+/** A mount path Express matches as literal text: whole segments, no pattern syntax. */
+const LITERAL_MOUNT = /^(?:\/[\w\-.~%@,;=&']+)+\/?$/;
+/** More nested sub-apps than anyone writes: a `parent` cycle, not an application. */
+const MAX_MOUNT_DEPTH = 32;
+
+/**
+ * How much of `pathname` the mounts of the sub-app the request is in take up (0 outside any
+ * sub-app), or `null` when that cannot be known. Each mount is matched as Express matches it:
+ * case-insensitively, by whole segments, a trailing `/` in the mount path ignored. Express 4
+ * mounts `/a` as `^\/a\/?(?=\/|$)`, so one doubled slash after a mount is swallowed and the next
+ * mount matches after it (`/gitlab//gitlab/acme/x` reaches a sub-app mounted at `/gitlab` inside
+ * one mounted at `/gitlab`). After the last mount the doubled slash is left in place: the grammar
+ * refuses an empty segment where a name is expected.
+ */
+function subAppPrefix(req: IncomingMessage, pathname: string): number | null {
+  const chain: string[] = [];
+  let app = (req as ExpressLikeRequest).app;
+  for (let depth = 0; app?.parent != null; depth++) {
+    if (depth === MAX_MOUNT_DEPTH) return null;
+    const mountpath = app.mountpath;
+    if (typeof mountpath !== 'string') return null;
+    if (mountpath !== '' && mountpath !== '/') {
+      if (!LITERAL_MOUNT.test(mountpath)) return null;
+      chain.push(mountpath.endsWith('/') ? mountpath.slice(0, -1) : mountpath);
+    }
+    app = app.parent;
+  }
+  let at = 0;
+  for (let i = chain.length - 1; i >= 0; i--) {
+    const mount = chain[i] as string;
+    if (at > 0 && pathname.charCodeAt(at) === 0x2f && pathname.charCodeAt(at + 1) === 0x2f) at++;
+    if (!startsWithSegment(pathname, mount, at)) return null;
+    at += mount.length;
+  }
+  return at;
+}
+
+/** Case-insensitive, segment-bounded test for `prefix` at `at`, as Express mount matching does. */
+function startsWithSegment(pathname: string, prefix: string, at: number): boolean {
+  const end = at + prefix.length;
+  if (pathname.length < end) return false;
+  if (pathname.length > end && pathname.charCodeAt(end) !== 0x2f) return false;
+  const head = pathname.slice(at, end);
   return head === prefix || head.toLowerCase() === prefix.toLowerCase();
 }
 
