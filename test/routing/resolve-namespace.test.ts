@@ -256,14 +256,22 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
 
   describe('untrusted candidates', () => {
     it.each(UNTRUSTED)(
-      'POST %s is blocked (%s) with nothing in maintenance',
+      'POST %s passes with nothing in maintenance, and is blocked (%s) while another namespace is',
       async (path, reason) => {
         const { logger, warned } = recordingLogger();
-        const { app, handled } = guardedApp(express, { logger, resolveId: () => 'acme/x' });
+        const { app, store, handled } = guardedApp(express, {
+          logger,
+          resolveId: () => 'acme/x',
+        });
+        expect((await request(app).post(path)).status).toBe(200);
+        expect(handled).toHaveLength(1);
+        expect(warned()).toEqual([]);
+
+        await store.set('other', 'maintenance');
         const res = await request(app).post(path);
         expect(res.status).toBe(503);
         expect(res.headers['x-namespace-read-only']).toBe('?');
-        expect(handled).toEqual([]);
+        expect(handled).toHaveLength(1);
         expect(warned()).toHaveLength(1);
         expect(warned()[0]?.object).toMatchObject({
           reason: 'invalid-namespace',
@@ -273,11 +281,15 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
       },
     );
 
-    it.each(UNTRUSTED.slice(0, 5))('GET %s is a read and passes', async (path) => {
-      const { app, handled } = guardedApp(express);
-      expect((await request(app).get(path)).status).not.toBe(503);
-      expect(handled).toHaveLength(1);
-    });
+    it.each(UNTRUSTED.slice(0, 5))(
+      'GET %s is a read and passes while another namespace is in maintenance',
+      async (path) => {
+        const { app, store, handled } = guardedApp(express);
+        await store.set('other', 'maintenance');
+        expect((await request(app).get(path)).status).not.toBe(503);
+        expect(handled).toHaveLength(1);
+      },
+    );
   });
 
   describe('a writable namespace is not blocked', () => {
@@ -368,37 +380,52 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
       expect(handled).toHaveLength(1);
     });
 
-    it('without resolveId a write by numeric id is blocked', async () => {
+    it('without resolveId a write by numeric id passes with nothing in maintenance, and is blocked while another namespace is', async () => {
       const { logger, warned } = recordingLogger();
-      const { app, handled } = guardedApp(express, { logger });
+      const { app, store, handled } = guardedApp(express, { logger });
+      expect((await request(app).post('/api/v4/projects/42/issues')).status).toBe(200);
+      expect(handled).toHaveLength(1);
+      expect(warned()).toEqual([]);
+
+      await store.set('other', 'maintenance');
       const res = await request(app).post('/api/v4/projects/42/issues');
       expect(res.status).toBe(503);
       expect(res.headers['x-namespace-read-only']).toBe('?');
-      expect(handled).toEqual([]);
+      expect(handled).toHaveLength(1);
+      expect(warned()).toHaveLength(1);
       expect(warned()[0]?.object).toMatchObject({ reason: 'unresolvable-id' });
     });
 
     it.each(['0123', '123abc', '+5', '%2B5', '-1'])(
-      'a non-canonical number (%s) is blocked without asking resolveId',
+      'a non-canonical number (%s) passes with nothing in maintenance, and is blocked without asking resolveId while another namespace is',
       async (value) => {
         const { resolveId, calls } = resolver('sync');
-        const { app, handled } = guardedApp(express, { resolveId });
-        const res = await request(app).post(`/api/v4/projects/${value}/issues`);
+        const { app, store, handled } = guardedApp(express, { resolveId });
+        const path = `/api/v4/projects/${value}/issues`;
+        expect((await request(app).post(path)).status).toBe(200);
+        expect(handled).toHaveLength(1);
+
+        await store.set('other', 'maintenance');
+        const res = await request(app).post(path);
         expect(res.status).toBe(503);
         expect(res.headers['x-namespace-read-only']).toBe('?');
-        expect(handled).toEqual([]);
+        expect(handled).toHaveLength(1);
         expect(calls).toEqual([]);
       },
     );
 
     it.each(['', 'ac me/x', '%61cme/x', '../../acme', '/acme'])(
-      'a resolveId result that is no valid path (%j) is blocked',
+      'a resolveId result that is no valid path (%j) passes with nothing in maintenance, and is blocked while another namespace is',
       async (fullPath) => {
-        const { app, handled } = guardedApp(express, { resolveId: () => fullPath });
+        const { app, store, handled } = guardedApp(express, { resolveId: () => fullPath });
+        expect((await request(app).post('/api/v4/projects/42/issues')).status).toBe(200);
+        expect(handled).toHaveLength(1);
+
+        await store.set('other', 'maintenance');
         const res = await request(app).post('/api/v4/projects/42/issues');
         expect(res.status).toBe(503);
         expect(res.headers['x-namespace-read-only']).toBe('?');
-        expect(handled).toEqual([]);
+        expect(handled).toHaveLength(1);
       },
     );
 
@@ -413,16 +440,33 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
     ];
 
     it.each(failures)(
-      'a resolver that %s blocks the write (onStoreError closed)',
+      'a resolver that %s blocks the write while another namespace is in maintenance (onStoreError closed)',
       async (_, fn) => {
         const { logger, warned } = recordingLogger();
-        const { app, handled } = guardedApp(express, { resolveId: fn, logger });
+        const { app, store, handled } = guardedApp(express, { resolveId: fn, logger });
+        await store.set('other', 'maintenance');
         const res = await request(app).post('/api/v4/projects/42/issues');
         expect(res.status).toBe(503);
         expect(handled).toEqual([]);
         expect(warned()[0]?.object).toMatchObject({ reason: 'store-unavailable' });
       },
     );
+
+    it('with nothing in maintenance a write by id passes without asking resolveId (onStoreError closed)', async () => {
+      let asked = 0;
+      const { logger, warned } = recordingLogger();
+      const { app, handled } = guardedApp(express, {
+        resolveId: () => {
+          asked++;
+          throw new Error('database down');
+        },
+        logger,
+      });
+      expect((await request(app).post('/api/v4/projects/42/issues')).status).toBe(200);
+      expect(handled).toHaveLength(1);
+      expect(asked).toBe(0);
+      expect(warned()).toEqual([]);
+    });
 
     it.each(failures)(
       'a resolver that %s lets the write pass (onStoreError open)',
@@ -476,8 +520,9 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
       expect(handled).toEqual([]);
     });
 
-    it('the same routes work while acme is writable', async () => {
-      const { app, handled } = mountedApi();
+    it('the same routes work while acme is writable (another namespace in maintenance)', async () => {
+      const { app, store, handled } = mountedApi();
+      await store.set('other', 'maintenance');
       expect((await request(app).post('/api/v4/projects/acme%2Fproj/issues')).status).toBe(200);
       expect((await request(app).post('/groups/acme/x')).status).toBe(200);
       expect(handled).toEqual(['acme/proj', 'acme']);
@@ -527,21 +572,32 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
       });
     });
 
-    it.each([
-      'POST http://example.com//acme/x',
-      'POST http://example.com/.%2e/x',
-      'POST /acme\\x/y',
-      'POST /%2561cme/x#',
-      'POST /acme%ZZ/x#',
-    ])('%s: an untrusted candidate is blocked', async (line) => {
-      const { app, matched } = recordingApp();
-      await withServer(app, async (port) => {
-        const res = await rawRequest(port, line);
-        expect(res.status).toBe(503);
-        expect(res.headers['x-namespace-read-only']).toBe('?');
-        expect(matched).toEqual([]);
-      });
-    });
+    // With nothing in maintenance the guard steps aside: the router answers as it would alone
+    // (no route for an empty segment, 400 for what it cannot decode).
+    it.each<[string, number, string[]]>([
+      ['POST http://example.com//acme/x', 404, []],
+      ['POST http://example.com/.%2e/x', 200, ['..']],
+      ['POST /acme\\x/y', 200, ['acme\\x']],
+      ['POST /%2561cme/x#', 200, ['%61cme']],
+      ['POST /acme%ZZ/x#', 400, []],
+    ])(
+      '%s: an untrusted candidate is blocked while another namespace is in maintenance, and left to the router (%i) with nothing in maintenance',
+      async (line, idleStatus, idleMatched) => {
+        const { app, store, matched } = recordingApp();
+        await withServer(app, async (port) => {
+          const idle = await rawRequest(port, line);
+          expect(idle.status).toBe(idleStatus);
+          expect(idle.headers['x-namespace-read-only']).toBeUndefined();
+          expect(matched).toEqual(idleMatched);
+
+          await store.set('other', 'maintenance');
+          const res = await rawRequest(port, line);
+          expect(res.status).toBe(503);
+          expect(res.headers['x-namespace-read-only']).toBe('?');
+          expect(matched).toEqual(idleMatched);
+        });
+      },
+    );
 
     it('a `_method` after `#` is a fragment, not an override', async () => {
       const { app, store, matched } = recordingApp();
@@ -692,13 +748,17 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
     });
 
     it.each(['inside', 'front'] as const)(
-      'guard %s: a doubled slash after the prefix is untrusted',
+      'guard %s: a doubled slash after the prefix is untrusted (blocked while another namespace is in maintenance, passes with nothing in maintenance)',
       async (where) => {
-        const { parent, handled } = prefixed(where, { relativeUrlRoot: '/gitlab' });
+        const { parent, store, handled } = prefixed(where, { relativeUrlRoot: '/gitlab' });
+        expect((await request(parent).post('/gitlab//acme/x')).status).toBe(200);
+        expect(handled).toHaveLength(1);
+
+        await store.set('other', 'maintenance');
         const res = await request(parent).post('/gitlab//acme/x');
         expect(res.status).toBe(503);
         expect(res.headers['x-namespace-read-only']).toBe('?');
-        expect(handled).toEqual([]);
+        expect(handled).toHaveLength(1);
       },
     );
   });
@@ -739,13 +799,17 @@ describe.each(expressVersions)('namespace resolution through the guard ($name)',
     );
 
     it.each(['/t/acme%ZZ/x', '/t/%2e%2e/x', '/t/%2561cme/x', '/t/acme%5C/x', '/t//acme/x'])(
-      'POST %s is untrusted',
+      'POST %s is untrusted (blocked while another namespace is in maintenance, passes with nothing in maintenance)',
       async (path) => {
-        const { app, handled } = guardedApp(express, { routes });
+        const { app, store, handled } = guardedApp(express, { routes });
+        expect((await request(app).post(path)).status).toBe(200);
+        expect(handled).toHaveLength(1);
+
+        await store.set('other', 'maintenance');
         const res = await request(app).post(path);
         expect(res.status).toBe(503);
         expect(res.headers['x-namespace-read-only']).toBe('?');
-        expect(handled).toEqual([]);
+        expect(handled).toHaveLength(1);
       },
     );
 
