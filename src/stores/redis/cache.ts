@@ -4,10 +4,10 @@ import type { Logger, LogLimiter } from '../../logger.js';
 import type { NamespaceState } from '../../state/values.js';
 
 /**
- * The Redis store's in-process tier: a size-bounded LRU of states (absent ones
- * included), single-flight misses, freshness decided here rather than by lru-cache so that a
- * change of trust (the push channel going down) ages every entry at once without a flush, and
- * last-known values kept for stale-if-error.
+ * The Redis store's per-key tier, for when its knowledge is not complete (the degraded mode):
+ * a size-bounded LRU of states (absent ones included), each trusted for `ttl`, single-flight
+ * misses, freshness decided here rather than by lru-cache so that losing knowledge ages every
+ * entry at once without a flush, and last-known values kept for stale-if-error.
  */
 
 const MAX_REMEMBERED_FAILURES = 10_000;
@@ -15,10 +15,8 @@ const MAX_REMEMBERED_FAILURES = 10_000;
 export interface StateCacheOptions {
   /** Most namespaces kept. */
   readonly max: number;
-  /** How long an entry is trusted while changes may arrive without a push (ms). */
+  /** How long an entry is trusted (ms). */
   readonly ttl: number;
-  /** How long an entry is trusted while every change is pushed to us (ms). */
-  readonly pushTtl: number;
   /** How old a last-known value may be and still be served when the store fails (ms). */
   readonly staleIfError: number;
   readonly logger: Logger;
@@ -48,12 +46,10 @@ export class StateCache {
   readonly #lru: LRUCache<string, Entry, FetchContext>;
   readonly #options: StateCacheOptions;
   readonly #now: () => number;
-  /** Entries read before this moment are stale (set when the push channel was (re)connected or lost). */
   /** Bumped by invalidateAll(): a counter, not a time, so no read can tie with it. */
   #generation = 0;
   /** The latest read error per key, until a read of that key succeeds. */
   readonly #failures = new Map<string, unknown>();
-  #trusted = false;
 
   constructor(options: StateCacheOptions) {
     this.#options = options;
@@ -107,19 +103,9 @@ export class StateCache {
       .catch(() => undefined); // errors are logged by the loader; the next request retries
   }
 
-  /** Everything read so far may be out of date (the push channel reconnected or dropped). */
+  /** Everything read so far may be out of date (the store's knowledge changed hands). */
   invalidateAll(): void {
     this.#generation++;
-  }
-
-  /** While trusted, entries live `pushTtl`; otherwise `ttl`. Losing trust ages entries at once. */
-  setTrusted(trusted: boolean): void {
-    if (this.#trusted && !trusted) this.invalidateAll();
-    this.#trusted = trusted;
-  }
-
-  get trusted(): boolean {
-    return this.#trusted;
   }
 
   get size(): number {
@@ -134,7 +120,7 @@ export class StateCache {
     if (entry.generation !== this.#generation) return false;
     const expiresAt = entry.state?.expiresAt;
     if (expiresAt !== undefined && now >= expiresAt.getTime()) return false;
-    return now - entry.at <= (this.#trusted ? this.#options.pushTtl : this.#options.ttl);
+    return now - entry.at <= this.#options.ttl;
   }
 
   async #fetch(

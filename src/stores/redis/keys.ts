@@ -3,6 +3,9 @@
  * lives under one prefix (default `nsro:`):
  *
  *   <prefix>state:<ns>   a namespace's state (`*` for the instance): what an operator SETs
+ *   <prefix>index        set: the namespaces that have a state key, so loading every state
+ *                        costs O(states), not a SCAN of the database; kept by the stores
+ *   <prefix>canary:<id>  a process's own key, rewritten to prove its push path still delivers
  *   <prefix>changes      channel: a store's set/delete announces the namespace it changed
  *   <prefix>fence        channel: an operator's wait asks live processes to acknowledge
  *   <prefix>fence:<ns>   hash: the wait's epoch counter and each process's acknowledgement
@@ -22,6 +25,8 @@ export class RedisKeys {
   readonly statePattern: string;
   /** SCAN pattern for every live process. */
   readonly processPattern: string;
+  /** The set of namespaces that have a state key. */
+  readonly index: string;
 
   constructor(prefix: string = DEFAULT_PREFIX) {
     this.prefix = prefix;
@@ -30,6 +35,7 @@ export class RedisKeys {
     this.fenceChannel = `${prefix}fence`;
     this.statePattern = `${escapeGlob(this.#state)}*`;
     this.processPattern = `${escapeGlob(prefix)}proc:*`;
+    this.index = `${prefix}index`;
   }
 
   /** The key of a normalised namespace (`acme`, `*`). */
@@ -48,6 +54,20 @@ export class RedisKeys {
 
   process(id: string): string {
     return `${this.prefix}proc:${id}`;
+  }
+
+  /** The prefix every state key starts with. */
+  get statePrefix(): string {
+    return this.#state;
+  }
+
+  canary(id: string): string {
+    return `${this.prefix}canary:${id}`;
+  }
+
+  /** The keyspace-notification channel of a key in database `db`. */
+  keyspaceChannel(db: number, key: string): string {
+    return `__keyspace@${db}__:${key}`;
   }
 
   /** The channel prefix of keyspace notifications for state keys in database `db`. */

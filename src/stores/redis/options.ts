@@ -11,11 +11,23 @@ export interface RedisStateStoreOptions {
   readonly redis: RedisClient;
   /** Key prefix. Default `'nsro:'`. */
   readonly prefix?: string;
-  /** Cache entry lifetime (ms) while changes may arrive without a push. Default 1000. */
+  /**
+   * In the degraded mode (knowledge not complete), how long a state read per key is trusted
+   * (ms): the staleness bound of that mode. Default 1000.
+   */
   readonly ttl?: number;
-  /** Cache entry lifetime (ms) while every change is pushed (subscriber healthy, keyspace events on). Default 30000. */
-  readonly pushTtl?: number;
-  /** Serve a last-known value up to this old (ms) when Redis fails. Default 30000; 0 disables. */
+  /**
+   * How often this process writes its canary key, whose keyspace notification proves the push
+   * path delivers (ms). A canary unanswered for this long switches to the degraded mode, so a
+   * silent push path is detected within twice this. Default 1000.
+   */
+  readonly canaryInterval?: number;
+  /** How often the complete copy is re-read from Redis as a check on push (ms). Default 60000. */
+  readonly resyncInterval?: number;
+  /**
+   * When Redis fails, keep deciding from the last complete knowledge (every namespace) or the
+   * last value read per key, up to this old (ms). Default 30000; 0 disables.
+   */
   readonly staleIfError?: number;
   /** Time budget of one Redis read (ms). Default 100. */
   readonly timeout?: number;
@@ -27,9 +39,11 @@ export interface RedisStateStoreOptions {
    */
   readonly subscribe?: boolean;
   /**
-   * Keyspace notifications, which carry plain `redis-cli SET`/`DEL`/expiry to every process:
-   * `'auto'` (default) uses them when the server has them on, `'enable'` turns them on with
-   * `CONFIG SET` where permitted, `'off'` ignores them. Not available on a Cluster.
+   * Keyspace notifications, which carry plain `redis-cli SET`/`DEL`/expiry to every process
+   * and make the store's knowledge complete: `'enable'` (default) turns them on with `CONFIG
+   * SET` where permitted (again after every reconnect, e.g. to a promoted replica); `'auto'` uses
+   * them only when the server already has them on; `'off'` ignores them (degraded mode). Not
+   * available on a Cluster.
    */
   readonly keyspaceEvents?: 'auto' | 'enable' | 'off';
   /**
@@ -45,7 +59,8 @@ export interface RedisStoreConfig {
   readonly redis: RedisClient;
   readonly prefix: string;
   readonly ttl: number;
-  readonly pushTtl: number;
+  readonly canaryInterval: number;
+  readonly resyncInterval: number;
   readonly staleIfError: number;
   readonly timeout: number;
   readonly max: number;
@@ -60,7 +75,8 @@ const OPTION_NAMES: Record<keyof RedisStateStoreOptions, true> = {
   redis: true,
   prefix: true,
   ttl: true,
-  pushTtl: true,
+  canaryInterval: true,
+  resyncInterval: true,
   staleIfError: true,
   timeout: true,
   max: true,
@@ -78,12 +94,13 @@ export function resolveRedisOptions(options: unknown): RedisStoreConfig {
     redis: redisOption(o.redis),
     prefix: prefixOption(o.prefix),
     ttl: wholeNumber(o.ttl, 'ttl', 1000, 1, OWNER),
-    pushTtl: wholeNumber(o.pushTtl, 'pushTtl', 30_000, 1, OWNER),
+    canaryInterval: wholeNumber(o.canaryInterval, 'canaryInterval', 1000, 10, OWNER),
+    resyncInterval: wholeNumber(o.resyncInterval, 'resyncInterval', 60_000, 100, OWNER),
     staleIfError: wholeNumber(o.staleIfError, 'staleIfError', 30_000, 0, OWNER),
     timeout: wholeNumber(o.timeout, 'timeout', 100, 1, OWNER),
     max: wholeNumber(o.max, 'max', 100_000, 1, OWNER),
     subscribe: booleanOption(o.subscribe, 'subscribe', true),
-    keyspaceEvents: oneOf(o.keyspaceEvents, 'keyspaceEvents', ['auto', 'enable', 'off'], OWNER),
+    keyspaceEvents: oneOf(o.keyspaceEvents, 'keyspaceEvents', ['enable', 'auto', 'off'], OWNER),
     heartbeatTtl: wholeNumber(o.heartbeatTtl, 'heartbeatTtl', 5000, 100, OWNER),
     logger: loggerOption(o.logger, OWNER),
   };

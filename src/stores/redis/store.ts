@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { StateValueError } from '../../errors.js';
 import type { InflightWrites } from '../../fence/inflight.js';
 import { FenceMember } from '../../fence/member.js';
@@ -13,7 +14,7 @@ import {
 } from '../../state/values.js';
 import type { SetOptions, StateStore, WriterRegistration } from '../store.js';
 import { StateCache } from './cache.js';
-import { exec, type RedisClient, scanAll } from './client.js';
+import { exec, isCluster, type RedisClient, scanAll } from './client.js';
 import { RedisKeys } from './keys.js';
 import {
   type RedisStateStoreOptions,
@@ -21,7 +22,8 @@ import {
   resolveRedisOptions,
 } from './options.js';
 import { RedisReads } from './reads.js';
-import { Subscriber } from './subscriber.js';
+import type { Replica } from './replica.js';
+import { type DegradedCause, Sync, type SyncMode } from './sync.js';
 
 /**
  * States in Redis, shared by a fleet: `<prefix>state:<root namespace>` holds `maintenance`,
@@ -48,14 +50,23 @@ export interface EnableOptions {
 }
 
 export interface RedisStateStoreStatus {
+  /**
+   * `complete`: every state is held in this process and kept current by a proven push path;
+   * decisions are local. `degraded`: states are read per key and trusted for `ttl`.
+   * `starting`: the first sync is under way (requests wait for it within their budget).
+   */
+  readonly mode: SyncMode;
+  /** Why the mode is `degraded`; `null` otherwise. */
+  readonly cause: DegradedCause | null;
   /** The dedicated subscriber is connected and listening. */
   readonly subscribed: boolean;
-  /** Direct `redis-cli` changes reach us (keyspace notifications are on and subscribed). */
-  readonly keyspaceEvents: boolean;
-  /** Cache entries currently live `pushTtl` rather than `ttl`. */
-  readonly trusted: boolean;
-  /** Reads are being refused without asking Redis after repeated failures. */
+  /** Milliseconds since the push path last proved itself (canary) while complete; `null` if never. */
+  readonly knowledgeAge: number | null;
+  /** States held in the complete copy (the namespaces not in the default state). */
+  readonly states: number;
+  /** Per-key reads are being refused without asking Redis after repeated failures. */
   readonly circuitOpen: boolean;
+  /** Entries in the degraded mode's per-key cache. */
   readonly cached: number;
 }
 
@@ -68,11 +79,9 @@ export class RedisStateStore implements StateStore {
   readonly #errors: LogLimiter;
   readonly #reads: RedisReads;
   readonly #cache: StateCache;
-  #subscriber: Subscriber | null = null;
-  #started: Promise<void> | null = null;
-  #subscribed = false;
-  #keyspace = false;
-  #closed = false;
+  readonly #sync: Sync;
+  readonly #replica: Replica;
+  #started = false;
   #member: FenceMember | null = null;
 
   constructor(options: RedisStateStoreOptions) {
@@ -87,12 +96,32 @@ export class RedisStateStore implements StateStore {
     this.#cache = new StateCache({
       max: config.max,
       ttl: config.ttl,
-      pushTtl: config.pushTtl,
       staleIfError: config.staleIfError,
       logger: this.#logger,
       errors: this.#errors,
       load: (key) => this.#reads.load(key),
     });
+    this.#sync = new Sync(
+      this.redis,
+      this.#keys,
+      {
+        subscribe: config.subscribe,
+        keyspaceEvents: config.keyspaceEvents,
+        canaryInterval: config.canaryInterval,
+        resyncInterval: config.resyncInterval,
+        timeout: config.timeout,
+        id: `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`,
+      },
+      this.#logger,
+      this.#errors,
+      {
+        changed: (name) => this.#cache.invalidate(name),
+        fenceRequested: (message) => this.#fenceRequested(message),
+        // Per-key entries read before a change of mode may predate changes nobody pushed.
+        mode: () => this.#cache.invalidateAll(),
+      },
+    );
+    this.#replica = this.#sync.replica;
   }
 
   /** The Redis key for a namespace (`'Acme/Team'` -> `nsro:state:acme`). */
@@ -110,16 +139,46 @@ export class RedisStateStore implements StateStore {
     return this.#keys.fenceChannel;
   }
 
+  /** Synchronous on the hot path: for every namespace while complete, for cached keys otherwise. */
   peek(key: string): NamespaceState | null | undefined {
+    const mode = this.#sync.mode;
+    if (mode === 'complete') return this.#replica.get(key);
+    if (mode === 'starting') {
+      this.#start();
+      return undefined;
+    }
     return this.#cache.peek(key);
   }
 
   async get(namespace: string): Promise<NamespaceState | null> {
+    const key = namespaceKey(namespace);
     this.#start();
-    return this.#cache.get(namespaceKey(namespace));
+    if (this.#sync.mode === 'starting') await this.#sync.firstSync;
+    if (this.#sync.mode === 'complete') return this.#replica.get(key);
+    try {
+      return await this.#cache.get(key);
+    } catch (error) {
+      // Redis is failing: the last complete knowledge answers for every namespace, cold ones
+      // included, for as long as `staleIfError` allows.
+      if (this.#recentlyComplete()) return this.#replica.get(key);
+      throw error;
+    }
   }
 
-  /** Writes the key and announces the change in one round trip. `ttl` (ms) ends it by itself. */
+  /** See `StateStore.anyClosed`. */
+  anyClosed(): boolean | Promise<boolean | undefined> | undefined {
+    const mode = this.#sync.mode;
+    if (mode === 'complete') return this.#replica.anyClosed();
+    if (mode === 'starting') {
+      this.#start();
+      return this.#sync.firstSync.then(() =>
+        this.#sync.mode === 'starting' ? undefined : (this.anyClosed() as boolean | undefined),
+      );
+    }
+    return this.#recentlyComplete() ? this.#replica.anyClosed() : undefined;
+  }
+
+  /** Writes the key, indexes it and announces the change in one round trip. `ttl` (ms) ends it by itself. */
   async set(namespace: string, state: StateInput, options: SetOptions = {}): Promise<void> {
     const name = namespaceKey(namespace);
     const value = serializeState(checkStateInput(state));
@@ -128,13 +187,19 @@ export class RedisStateStore implements StateStore {
     const multi = this.redis.multi();
     if (ttl === undefined) multi.set(key, value);
     else multi.set(key, value, 'PX', ttl);
+    // A Cluster keeps no index (its keys live in other slots); its store is never complete.
+    if (!isCluster(this.redis)) multi.sadd(this.#keys.index, name);
     await exec(multi.publish(this.#keys.changes, name));
+    this.#replica.apply(name, value, ttl ?? -1);
     this.#cache.invalidate(name);
   }
 
   async delete(namespace: string): Promise<void> {
     const name = namespaceKey(namespace);
-    await exec(this.redis.multi().del(this.#keys.state(name)).publish(this.#keys.changes, name));
+    const multi = this.redis.multi().del(this.#keys.state(name));
+    if (!isCluster(this.redis)) multi.srem(this.#keys.index, name);
+    await exec(multi.publish(this.#keys.changes, name));
+    this.#replica.delete(name);
     this.#cache.invalidate(name);
   }
 
@@ -203,10 +268,12 @@ export class RedisStateStore implements StateStore {
     };
   }
 
-  /** A read past the cache (which it refreshes): is `namespace` closed right now? */
+  /** A read past every copy (which it refreshes): is `namespace` closed right now? */
   async #closedNow(namespace: string): Promise<boolean> {
     this.#cache.invalidate(namespace);
-    const state = await this.#cache.get(namespace);
+    const state = isCluster(this.redis)
+      ? await this.#cache.get(namespace)
+      : ((await this.#sync.readNow([namespace]))[0] ?? null);
     return state !== null && state.state !== 'active';
   }
 
@@ -221,76 +288,48 @@ export class RedisStateStore implements StateStore {
     });
   }
 
-  /** Resolves once the subscriber has listened at least once (or could not). For tests and probes. */
+  /** Resolves once the first sync has ended (complete or degraded). For tests and probes. */
   async ready(): Promise<RedisStateStoreStatus> {
     this.#start();
-    await this.#started;
+    await this.#sync.firstSync;
     return this.status();
   }
 
   status(): RedisStateStoreStatus {
+    const proven = this.#sync.provenAt;
     return {
-      subscribed: this.#subscribed,
-      keyspaceEvents: this.#subscribed && this.#keyspace,
-      trusted: this.#cache.trusted,
+      mode: this.#sync.mode,
+      cause: this.#sync.cause,
+      subscribed: this.#sync.subscribed,
+      knowledgeAge: proven === null ? null : Date.now() - proven,
+      states: this.#replica.size,
       circuitOpen: this.#reads.circuitOpen,
       cached: this.#cache.size,
     };
   }
 
   /**
-   * Stops the heartbeat, unsubscribes and drops the subscriber connection; the client you passed
-   * in stays open. Guards using this store stop being able to read it: close them first.
+   * Stops the heartbeat, the canary and the subscriber connection; the client you passed in
+   * stays open. Guards using this store stop being able to read it: close them first.
    */
   async close(): Promise<void> {
-    this.#closed = true;
     const member = this.#member;
     this.#member = null;
     await member?.stop();
-    this.#subscriber?.close();
-    this.#subscriber = null;
-    this.#subscribed = false;
-    this.#cache.setTrusted(false);
+    this.#sync.close();
     this.#cache.clear();
   }
 
   #start(): void {
-    if (this.#started !== null || this.#closed) return;
-    if (!this.#config.subscribe) {
-      this.#started = Promise.resolve();
-      return;
-    }
-    const subscriber = new Subscriber(
-      this.redis,
-      this.#keys,
-      this.#config.keyspaceEvents,
-      this.#errors,
-      {
-        changed: (name) => {
-          if (name.length > 0) this.#cache.invalidate(name);
-        },
-        fenceRequested: (message) => this.#fenceRequested(message),
-        listening: (keyspace) => {
-          // Anything may have changed while nobody was listening.
-          this.#cache.invalidateAll();
-          this.#subscribed = true;
-          this.#keyspace = keyspace;
-          this.#cache.setTrusted(keyspace);
-        },
-        lost: (wasListening) => {
-          if (wasListening) {
-            this.#logger.warn(
-              {},
-              'namespace-read-only: subscriber lost; cache entries now live `ttl`',
-            );
-          }
-          this.#subscribed = false;
-          this.#cache.setTrusted(false);
-        },
-      },
-    );
-    this.#subscriber = subscriber;
-    this.#started = subscriber.start();
+    if (this.#started) return;
+    this.#started = true;
+    this.#sync.start();
+  }
+
+  /** The last complete knowledge is recent enough to answer while Redis fails. */
+  #recentlyComplete(): boolean {
+    const proven = this.#sync.provenAt;
+    return proven !== null && Date.now() - proven <= this.#config.staleIfError;
   }
 
   #fenceRequested(message: string): void {

@@ -5,8 +5,10 @@ import type { RedisKeys } from './keys.js';
 
 /**
  * The push path: a dedicated connection subscribed to the store's change channel, the fence
- * channel and, where the server emits them, keyspace notifications for state keys (which is what
- * carries a plain `redis-cli SET` to every process).
+ * channel, keyspace notifications for state keys (which carry a plain `redis-cli SET` to every
+ * process) and the notifications of this process's own canary key, whose arrival proves the
+ * whole path still delivers. Whether notifications are on is not taken on trust: sync.ts
+ * decides from the canary.
  */
 
 export interface SubscriberEvents {
@@ -14,10 +16,19 @@ export interface SubscriberEvents {
   changed(namespace: string): void;
   /** An operator's fence request arrived (raw message). */
   fenceRequested(message: string): void;
-  /** Listening (again): anything may have changed while nobody listened. */
-  listening(keyspace: boolean): void;
+  /** The canary key was written: the keyspace notifications reach us. */
+  canary(): void;
+  /** Subscribed (again) to everything: anything may have changed while nobody listened. */
+  listening(): void;
   /** The connection dropped: changes may now arrive unannounced. */
   lost(wasListening: boolean): void;
+}
+
+export interface SubscriberOptions {
+  /** Subscribe to keyspace notifications (state keys and the canary). */
+  readonly keyspace: boolean;
+  /** The key this process rewrites as its canary. */
+  readonly canaryKey: string;
 }
 
 export class Subscriber {
@@ -27,20 +38,70 @@ export class Subscriber {
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
-    private readonly keyspaceEvents: 'auto' | 'enable' | 'off',
+    private readonly options: SubscriberOptions,
     private readonly errors: LogLimiter,
     private readonly events: SubscriberEvents,
   ) {}
 
-  /** Resolves once the subscriber has listened at least once (or could not). */
-  async start(): Promise<void> {
-    let keyspace = false;
-    try {
-      keyspace = await this.#keyspaceAvailable();
-    } catch {
-      // logged inside; announcements and the TTL still work
-    }
-    await this.#subscribe(keyspace);
+  /** Connects and subscribes; resubscribes by itself after every reconnect. */
+  start(): void {
+    if (this.#closed || this.#connection !== null) return;
+    const cluster = isCluster(this.redis);
+    const connection = cluster
+      ? this.redis.duplicate([], { enableOfflineQueue: true, lazyConnect: false })
+      : this.redis.duplicate({
+          enableOfflineQueue: true,
+          commandTimeout: undefined,
+          lazyConnect: false,
+        });
+    this.#connection = connection;
+    const db = cluster ? 0 : (this.redis.options.db ?? 0);
+    const keyspacePrefix = this.keys.keyspacePrefix(db);
+    const canaryChannel = this.keys.keyspaceChannel(db, this.options.canaryKey);
+    const keyspace = this.options.keyspace && !cluster;
+    let listening = false;
+
+    connection.on('error', (error: unknown) => {
+      this.errors.warn(
+        'subscriber',
+        { err: error },
+        'namespace-read-only: subscriber connection error',
+      );
+    });
+    connection.on('close', () => {
+      const was = listening;
+      listening = false;
+      this.events.lost(was);
+    });
+    connection.on('message', (channel: string, message: string) => {
+      if (channel === this.keys.changes) this.events.changed(message);
+      else if (channel === this.keys.fenceChannel) this.events.fenceRequested(message);
+      else if (channel === canaryChannel) this.events.canary();
+    });
+    connection.on('pmessage', (_pattern: string, channel: string) => {
+      if (channel.startsWith(keyspacePrefix)) {
+        this.events.changed(channel.slice(keyspacePrefix.length));
+      }
+    });
+
+    const listen = async () => {
+      try {
+        const channels = [this.keys.changes, this.keys.fenceChannel];
+        if (keyspace) channels.push(canaryChannel);
+        await connection.subscribe(...channels);
+        if (keyspace) await connection.psubscribe(this.keys.keyspacePattern(db));
+        if (this.#closed || listening) return;
+        listening = true;
+        this.events.listening();
+      } catch (error) {
+        this.errors.warn(
+          'subscribe',
+          { err: error },
+          'namespace-read-only: subscribe failed; will retry on reconnect',
+        );
+      }
+    };
+    connection.on('ready', () => void listen());
   }
 
   close(): void {
@@ -52,93 +113,36 @@ export class Subscriber {
       connection.disconnect();
     }
   }
+}
 
-  async #keyspaceAvailable(): Promise<boolean> {
-    const mode = this.keyspaceEvents;
-    if (mode === 'off' || isCluster(this.redis)) return false;
-    const redis = this.redis;
-    try {
-      const reply = (await withTimeout(
-        redis.config('GET', 'notify-keyspace-events'),
-        1000,
-      )) as string[];
-      const flags = reply[1] ?? '';
-      if (keyspaceCovered(flags)) return true;
-      if (mode !== 'enable') return false;
-      await withTimeout(redis.config('SET', 'notify-keyspace-events', mergeFlags(flags)), 1000);
-      return true;
-    } catch (error) {
-      this.errors.warn(
-        'keyspace',
-        { err: error },
-        'namespace-read-only: cannot read or enable keyspace notifications; relying on announcements and the TTL',
-      );
-      return false;
-    }
-  }
-
-  async #subscribe(keyspace: boolean): Promise<void> {
-    if (this.#closed) return;
-    const connection = isCluster(this.redis)
-      ? this.redis.duplicate([], { enableOfflineQueue: true, lazyConnect: false })
-      : this.redis.duplicate({
-          enableOfflineQueue: true,
-          commandTimeout: undefined,
-          lazyConnect: false,
-        });
-    this.#connection = connection;
-    const db = isCluster(this.redis) ? 0 : (this.redis.options.db ?? 0);
-    const keyspacePrefix = this.keys.keyspacePrefix(db);
-    let listening = false;
-
-    connection.on('error', (error: unknown) => {
-      this.errors.warn(
-        'subscriber',
-        { err: error },
-        'namespace-read-only: subscriber connection error',
-      );
-    });
-    connection.on('close', () => {
-      this.events.lost(listening);
-      listening = false;
-    });
-    connection.on('message', (channel: string, message: string) => {
-      if (channel === this.keys.changes) this.events.changed(message);
-      else if (channel === this.keys.fenceChannel) this.events.fenceRequested(message);
-    });
-    connection.on('pmessage', (_pattern: string, channel: string) => {
-      if (channel.startsWith(keyspacePrefix)) {
-        this.events.changed(channel.slice(keyspacePrefix.length));
-      }
-    });
-
-    const listen = async () => {
-      try {
-        await connection.subscribe(this.keys.changes, this.keys.fenceChannel);
-        if (keyspace) await connection.psubscribe(this.keys.keyspacePattern(db));
-        if (this.#closed) return;
-        listening = true;
-        this.events.listening(keyspace);
-      } catch (error) {
-        this.errors.warn(
-          'subscribe',
-          { err: error },
-          'namespace-read-only: subscribe failed; relying on the TTL',
-        );
-      }
-    };
-    connection.on('ready', () => void listen());
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        connection.off('ready', done);
-        connection.off('end', done);
-        setImmediate(resolve);
-      };
-      connection.on('ready', done);
-      connection.on('end', done);
-      setTimeout(done, 2000).unref();
-    });
-    await listen();
+/**
+ * Turns keyspace notifications on where the server lets us (`CONFIG SET`), keeping the flags
+ * already set. Resolves whether they are now known to be on; `undefined` when `CONFIG` is not
+ * permitted (a managed Redis may still have them on: the canary tells).
+ */
+export async function enableKeyspaceEvents(
+  redis: RedisClient,
+  mayChange: boolean,
+  timeoutMs: number,
+  errors: LogLimiter,
+): Promise<boolean | undefined> {
+  try {
+    const reply = (await withTimeout(
+      redis.config('GET', 'notify-keyspace-events'),
+      timeoutMs,
+    )) as string[];
+    const flags = reply[1] ?? '';
+    if (keyspaceCovered(flags)) return true;
+    if (!mayChange) return false;
+    await withTimeout(redis.config('SET', 'notify-keyspace-events', mergeFlags(flags)), timeoutMs);
+    return true;
+  } catch (error) {
+    errors.warn(
+      'keyspace',
+      { err: error },
+      'namespace-read-only: cannot read or enable keyspace notifications (CONFIG refused?); the canary decides whether they are on',
+    );
+    return undefined;
   }
 }
 

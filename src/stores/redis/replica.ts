@@ -1,0 +1,99 @@
+import { type NamespaceState, toState } from '../../state/values.js';
+
+/**
+ * This process's copy of every state under the prefix: the namespaces not in the default
+ * state, which are few. Pure data, no I/O: sync.ts fills it and keeps it current. With it,
+ * every decision is a local, synchronous lookup, for a namespace seen before or never: one that
+ * is absent here is writable.
+ */
+
+/** Distinct raw values remembered as parsed states; thousands of `maintenance` keys share one. */
+const MAX_INTERNED = 1000;
+
+export class Replica {
+  readonly #states = new Map<string, NamespaceState>();
+  /** The keys whose state closes writes: what `anyClosed()` looks at. */
+  readonly #closed = new Set<string>();
+  readonly #interned = new Map<string, NamespaceState>();
+
+  /** The state of `key`, `null` when it has none or its key TTL has run out. */
+  get(key: string, now = Date.now()): NamespaceState | null {
+    const state = this.#states.get(key);
+    if (state === undefined) return null;
+    if (state.expiresAt !== undefined && now >= state.expiresAt.getTime()) {
+      this.delete(key);
+      return null;
+    }
+    return state;
+  }
+
+  /** Whether any key's state closes writes right now. */
+  anyClosed(now = Date.now()): boolean {
+    for (const key of this.#closed) if (this.get(key, now) !== null) return true;
+    return false;
+  }
+
+  /** Sets `key` from a raw Redis value and its PTTL (`null`: the key does not exist). */
+  apply(key: string, value: string | null, pttl: number, now = Date.now()): NamespaceState | null {
+    if (value === null) {
+      this.delete(key);
+      return null;
+    }
+    const state = this.#parse(value, pttl, now);
+    this.#states.set(key, state);
+    if (state.state === 'active') this.#closed.delete(key);
+    else this.#closed.add(key);
+    return state;
+  }
+
+  delete(key: string): void {
+    this.#states.delete(key);
+    this.#closed.delete(key);
+  }
+
+  /** Replaces the whole content; returns the keys whose state changed, for the log. */
+  replace(entries: Iterable<readonly [string, string | null, number]>, now = Date.now()): string[] {
+    const seen = new Set<string>();
+    const changed: string[] = [];
+    for (const [key, value, pttl] of entries) {
+      seen.add(key);
+      const before = this.#states.get(key);
+      const after = this.apply(key, value, pttl, now);
+      if (before === undefined || before.state !== after?.state) changed.push(key);
+    }
+    for (const key of [...this.#states.keys()]) {
+      if (!seen.has(key)) {
+        this.delete(key);
+        changed.push(key);
+      }
+    }
+    return changed;
+  }
+
+  has(key: string): boolean {
+    return this.#states.has(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#states.keys();
+  }
+
+  get size(): number {
+    return this.#states.size;
+  }
+
+  clear(): void {
+    this.#states.clear();
+    this.#closed.clear();
+  }
+
+  #parse(value: string, pttl: number, now: number): NamespaceState {
+    let state = this.#interned.get(value);
+    if (state === undefined) {
+      state = Object.freeze(toState(value));
+      if (this.#interned.size >= MAX_INTERNED) this.#interned.clear();
+      this.#interned.set(value, state);
+    }
+    return pttl > 0 ? Object.freeze({ ...state, expiresAt: new Date(now + pttl) }) : state;
+  }
+}
