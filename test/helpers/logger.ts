@@ -26,7 +26,8 @@ export function recordingLogger() {
   };
   // Lines about the configuration (`setup: true`, logged once when a guard is created) are kept
   // apart, so a test counting what requests caused does not count them.
-  const of = (level: Level) => entries.filter((e) => e.level === level && e.object.setup !== true);
+  const logged = () => entries.filter((e) => e.object.setup !== true);
+  const of = (level: Level) => logged().filter((e) => e.level === level);
   const setup = () => entries.filter((e) => e.object.setup === true);
-  return { logger, entries, of, setup, warned: () => of('warn') };
+  return { logger, entries, logged, of, setup, warned: () => of('warn') };
 }

@@ -240,10 +240,10 @@ describe.each(expressVersions)('allowlist ($name)', ({ express }) => {
     });
 
     it('an allowlisted write is logged at debug with the rule that let it through', async () => {
-      const { logger, entries: calls } = recordingLogger();
+      const { logger, logged } = recordingLogger();
       const { app } = await closed('*', { logger });
       expect((await request(app).post('/users/sign_in/')).status).toBe(200);
-      expect(calls).toEqual([
+      expect(logged()).toEqual([
         {
           level: 'debug',
           object: expect.objectContaining({ rule: 'POST /users/sign_in', path: '/users/sign_in/' }),
@@ -362,7 +362,7 @@ describe.each(expressVersions)('allowlist ($name)', ({ express }) => {
     });
 
     it('an isAdmin that throws means "not allowed", and is logged', async () => {
-      const { logger, entries: calls } = recordingLogger();
+      const { logger, logged } = recordingLogger();
       const { app, handled } = await closed('*', {
         logger,
         allowlist: gitlabAllowlist({
@@ -373,7 +373,7 @@ describe.each(expressVersions)('allowlist ($name)', ({ express }) => {
       });
       expect((await request(app).put('/api/v4/application/settings')).status).toBe(503);
       expect(handled).toEqual([]);
-      expect(calls.map((c) => c.level)).toEqual(['error', 'warn']);
+      expect(logged().map((c) => c.level)).toEqual(['error', 'warn']);
     });
   });
 
