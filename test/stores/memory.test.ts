@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import request from 'supertest';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   MemoryStateStore,
   NamespaceReadOnlyError,
@@ -93,6 +93,57 @@ describe('MemoryStateStore', () => {
     await store.set('acme', 'maintenance');
     await store.delete('acme');
     expect(await store.get('acme')).toBeNull();
+  });
+
+  describe('anyClosed()', () => {
+    it('is false for an empty store', () => {
+      expect(store.anyClosed()).toBe(false);
+    });
+
+    it('is true while a namespace or the instance is in maintenance, false once it ends', async () => {
+      for (const key of ['acme', '*']) {
+        await store.set(key, 'maintenance');
+        expect(store.anyClosed()).toBe(true);
+        await store.delete(key);
+        expect(store.anyClosed()).toBe(false);
+        await store.set(key, { state: 'maintenance', message: 'm' });
+        expect(store.anyClosed()).toBe(true);
+        await store.set(key, 'active');
+        expect(store.anyClosed()).toBe(false);
+      }
+    });
+
+    it("counts an unrecognised value ('maintenence') as closed, and 'active' as open", async () => {
+      await store.set('acme', 'active');
+      await store.set('*', 'active');
+      expect(store.anyClosed()).toBe(false);
+      await store.set('beta', 'maintenence');
+      expect(store.anyClosed()).toBe(true);
+    });
+
+    it('stays true while any of several is closed', async () => {
+      await store.set('acme', 'maintenance');
+      await store.set('beta', 'maintenance');
+      await store.delete('acme');
+      expect(store.anyClosed()).toBe(true);
+      await store.set('beta', 'active');
+      expect(store.anyClosed()).toBe(false);
+    });
+
+    it('is false once a state with a TTL has expired', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        await store.set('acme', 'maintenance', { ttl: 1000 });
+        expect(store.anyClosed()).toBe(true);
+        vi.advanceTimersByTime(999);
+        expect(store.anyClosed()).toBe(true);
+        vi.advanceTimersByTime(1);
+        expect(store.anyClosed()).toBe(false);
+        expect(await store.get('acme')).toBeNull();
+      } finally {
+        vi.useRealTimers();
+      }
+    });
   });
 
   it('delete of a namespace with no state is a no-op', async () => {
@@ -212,13 +263,13 @@ describe.each(expressVersions)('store states through the guard ($name)', ({ expr
   it("blocks a write to a namespace whose value is a typo ('maintenence') and warns", async () => {
     const store = new MemoryStateStore();
     await store.set('acme', 'maintenence');
-    const { logger, entries } = recordingLogger();
+    const { logger, warned } = recordingLogger();
     const { app, handled } = guardedApp(express, { store, logger });
     const res = await request(app).post('/acme/project/-/issues');
     expect(res.status).toBe(503);
     expect(res.headers['x-namespace-read-only']).toBe('acme');
     expect(handled).toEqual([]);
-    const warnings = entries.filter((e) => e.level === 'warn');
+    const warnings = warned();
     expect(warnings).toHaveLength(1);
     expect(warnings[0]?.object).toMatchObject({
       namespace: 'acme',
@@ -232,33 +283,38 @@ describe.each(expressVersions)('store states through the guard ($name)', ({ expr
   it('treats an unknown instance value as instance maintenance', async () => {
     const store = new MemoryStateStore();
     await store.set('*', 'on');
-    const { logger, entries } = recordingLogger();
+    const { logger, warned } = recordingLogger();
     const { app, handled } = guardedApp(express, { store, logger });
     const res = await request(app).post('/anyone/x');
     expect(res.status).toBe(503);
     expect(res.headers['x-namespace-read-only']).toBe('*');
     expect(handled).toEqual([]);
-    expect(entries.find((e) => e.level === 'warn')?.object).toMatchObject({
+    expect(warned()).toHaveLength(1);
+    expect(warned()[0]?.object).toMatchObject({
       namespace: '*',
       reason: 'unrecognized-state',
       value: 'on',
     });
   });
 
-  it("lets writes through to a namespace explicitly set 'active'", async () => {
+  // Another namespace is in maintenance, so the guard reads the state rather than stepping
+  // aside because nothing at all is closed.
+  it("lets writes through to a namespace explicitly set 'active' (another in maintenance)", async () => {
     const store = new MemoryStateStore();
     await store.set('acme', 'active');
-    const { logger, entries } = recordingLogger();
+    await store.set('other', 'maintenance');
+    const { logger, warned } = recordingLogger();
     const { app, handled } = guardedApp(express, { store, logger });
     const res = await request(app).post('/acme/x');
     expect(res.status).toBe(200);
     expect(handled).toEqual([{ method: 'POST', url: '/acme/x' }]);
-    expect(entries.filter((e) => e.level === 'warn')).toEqual([]);
+    expect(warned()).toEqual([]);
   });
 
-  it("lets writes through to an instance explicitly set 'active'", async () => {
+  it("lets writes through to an instance explicitly set 'active' (another namespace in maintenance)", async () => {
     const store = new MemoryStateStore();
     await store.set('*', 'active');
+    await store.set('other', 'maintenance');
     const { app } = guardedApp(express, { store });
     expect((await request(app).post('/acme/x')).status).toBe(200);
     expect((await request(app).post('/users/foo')).status).toBe(200);
