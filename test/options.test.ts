@@ -66,6 +66,7 @@ describe('valid options', () => {
       timeout: 250,
       message: 'Back soon',
       logger: silentLogger,
+      fence: false,
     });
     expect(guard.store).toBe(store);
   });
@@ -81,6 +82,7 @@ describe('valid options', () => {
     ['allowlist', [{ method: '*', path: '/x' }]],
     ['routes', { resolve: () => ({ type: 'none' }) }],
     ['logger', console],
+    ['fence', false],
   ])('accepts %s = %j', (option, value) => {
     expect(() => create({ [option]: value })).not.toThrow();
   });
@@ -140,6 +142,9 @@ describe('invalid options', () => {
     ['resolveId', {}, /a function/],
     ['message', '', /a non-empty string/],
     ['message', 42, /a non-empty string/],
+    ['fence', 'yes', /true or false/],
+    ['fence', 1, /true or false/],
+    ['fence', null, /true or false/],
   ])('%s = %j', (option, value, expected) => {
     it('throws an OptionsError naming the option and what was expected', () => {
       const error = optionsError({ [option]: value });
@@ -163,6 +168,63 @@ describe('invalid options', () => {
     const error = optionsError({ allowlist: null });
     expect(error.option).toBe('allowlist');
     expect(error.message).toContain('an array');
+  });
+});
+
+describe('fence (the migration fence is opt-in)', () => {
+  /** A store that supports the fence, counting the guards that register with it. */
+  function fencingStore() {
+    const registered: unknown[] = [];
+    const store = {
+      get: async () => null,
+      set: async () => {},
+      delete: async () => {},
+      register: (inflight: unknown) => {
+        registered.push(inflight);
+        return { holdsLease: () => true, release: async () => {} };
+      },
+    };
+    return { store, registered };
+  }
+
+  it('registers with a store that supports it only when fence is true', () => {
+    const off = fencingStore();
+    create({ store: off.store });
+    create({ store: off.store, fence: false });
+    expect(off.registered).toEqual([]);
+
+    const on = fencingStore();
+    create({ store: on.store, fence: true });
+    expect(on.registered).toHaveLength(1);
+  });
+
+  it('fence: true with a store lacking register() throws an OptionsError naming `fence`', () => {
+    for (const options of [{ fence: true }, { store: new MemoryStateStore(), fence: true }]) {
+      const error = optionsError(options);
+      expect(error.code).toBe('ERR_NSRO_OPTION');
+      expect(error.option).toBe('fence');
+      expect(error.message).toContain('option `fence`');
+      expect(error.message).toMatch(/RedisStateStore/);
+      expect(error.message).toMatch(/; received true$/);
+    }
+  });
+
+  it("fence: true with onStoreError: 'open' throws an OptionsError naming `onStoreError`", () => {
+    const { store, registered } = fencingStore();
+    const error = optionsError({ store, fence: true, onStoreError: 'open' });
+    expect(error.code).toBe('ERR_NSRO_OPTION');
+    expect(error.option).toBe('onStoreError');
+    expect(error.message).toContain('option `onStoreError`');
+    expect(error.message).toContain("'closed' when `fence` is on");
+    expect(error.message).toMatch(/; received "open"$/);
+    expect(registered).toEqual([]);
+  });
+
+  it("accepts onStoreError: 'open' without the fence, and 'closed' with it", () => {
+    const { store } = fencingStore();
+    expect(() => create({ store, onStoreError: 'open' })).not.toThrow();
+    expect(() => create({ store, onStoreError: 'open', fence: false })).not.toThrow();
+    expect(() => create({ store, onStoreError: 'closed', fence: true })).not.toThrow();
   });
 });
 
