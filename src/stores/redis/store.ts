@@ -82,6 +82,8 @@ export class RedisStateStore implements StateStore {
   readonly #sync: Sync;
   readonly #replica: Replica;
   #started = false;
+  /** The last per-key read failed (Redis down or unreachable). */
+  #failing = false;
   #member: FenceMember | null = null;
 
   constructor(options: RedisStateStoreOptions) {
@@ -156,10 +158,13 @@ export class RedisStateStore implements StateStore {
     if (this.#sync.mode === 'starting') await this.#sync.firstSync;
     if (this.#sync.mode === 'complete') return this.#replica.get(key);
     try {
-      return await this.#cache.get(key);
+      const state = await this.#cache.get(key);
+      this.#failing = false;
+      return state;
     } catch (error) {
       // Redis is failing: the last complete knowledge answers for every namespace, cold ones
       // included, for as long as `staleIfError` allows.
+      this.#failing = true;
       if (this.#recentlyComplete()) return this.#replica.get(key);
       throw error;
     }
@@ -175,7 +180,9 @@ export class RedisStateStore implements StateStore {
         this.#sync.mode === 'starting' ? undefined : (this.anyClosed() as boolean | undefined),
       );
     }
-    return this.#recentlyComplete() ? this.#replica.anyClosed() : undefined;
+    // Only while Redis fails is the last complete knowledge the best there is; with Redis up and
+    // push silent, per-key reads are better, and "is anything closed?" has no answer.
+    return this.#failing && this.#recentlyComplete() ? this.#replica.anyClosed() : undefined;
   }
 
   /** Writes the key, indexes it and announces the change in one round trip. `ttl` (ms) ends it by itself. */
