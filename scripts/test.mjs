@@ -105,6 +105,8 @@ if (reason) {
 }
 
 // b. redis-server, for the Redis-backed tests (they start their own server on a loopback port).
+// The package brings redis-cli too; the Sentinel test runs `redis-server --sentinel`, which is
+// what Debian's redis-sentinel is, so that package is not needed.
 if (onPath('redis-server')) {
   header('redis-server: found');
 } else if (process.getuid?.() === 0) {

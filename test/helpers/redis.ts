@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -160,8 +160,15 @@ interface Spawned {
   output(): string;
 }
 
-function spawnServer(port: number, dir: string, extraArgs: readonly string[]): Spawned {
+function spawnServer(
+  port: number,
+  dir: string,
+  extraArgs: readonly string[],
+  configFile: string | null = null,
+): Spawned {
   const args = [
+    // A configuration file, when there is one, must be the first argument.
+    ...(configFile === null ? [] : [configFile]),
     '--port',
     String(port),
     '--bind',
@@ -238,19 +245,28 @@ async function terminate(spawned: Spawned | null, signal: NodeJS.Signals): Promi
  * A throwaway `redis-server` on a free loopback port, e.g.
  * `startRedis(['--notify-keyspace-events', 'K$gx'])`. Fails with a clear message when
  * `redis-server` is not installed.
+ *
+ * `config`: the text of a configuration file, written into the server's temporary directory
+ * and passed first (a Sentinel, `['--sentinel']`, needs one it can rewrite). Command-line
+ * arguments override it.
  */
 export async function startRedis(
   extraArgs: readonly string[] = [],
-  options: { port?: number } = {},
+  options: { port?: number; config?: string } = {},
 ): Promise<RedisServer> {
   requireRedisBinaries();
   const dir = mkdtempSync(join(tmpdir(), 'nsro-redis-'));
+  let configFile: string | null = null;
+  if (options.config !== undefined) {
+    configFile = join(dir, 'redis.conf');
+    writeFileSync(configFile, options.config);
+  }
   let current: Spawned | null = null;
   let port = options.port ?? 0;
   // Another process may take the free port between the probe and the spawn: try a few.
   for (let attempt = 0; ; attempt++) {
     if (options.port === undefined) port = await freePort();
-    const spawned = spawnServer(port, dir, extraArgs);
+    const spawned = spawnServer(port, dir, extraArgs, configFile);
     try {
       await awaitPing(spawned, port);
       current = spawned;
@@ -275,7 +291,7 @@ export async function startRedis(
     kill: () => terminate(current, 'SIGKILL'),
     restart: async () => {
       await terminate(current, 'SIGKILL');
-      const spawned = spawnServer(port, dir, extraArgs);
+      const spawned = spawnServer(port, dir, extraArgs, configFile);
       await awaitPing(spawned, port);
       current = spawned;
     },
@@ -378,12 +394,19 @@ export async function connectClient(port: number, options: RedisOptions = {}): P
     retryStrategy: (times) => Math.min(times * 50, 300),
     ...options,
   });
-  // Connection errors are expected in the fault tests; they surface as failed commands.
+  trackClient(client);
+  await client.connect();
+  return client;
+}
+
+/**
+ * Has `stopAll()` disconnect `client` if the test did not, and swallows its `error` events
+ * (connection errors are expected in the fault tests; they surface as failed commands).
+ */
+export function trackClient(client: Redis | Cluster): void {
   client.on('error', () => undefined);
   clients.add(client);
   client.once('end', () => clients.delete(client));
-  await client.connect();
-  return client;
 }
 
 /** An ioredis `Cluster` on the given nodes, with the same never-hang settings, connected. */
@@ -405,9 +428,7 @@ export async function connectCluster(
       },
     },
   );
-  cluster.on('error', () => undefined);
-  clients.add(cluster);
-  cluster.once('end', () => clients.delete(cluster));
+  trackClient(cluster);
   await cluster.connect();
   return cluster;
 }
