@@ -29,23 +29,12 @@ import {
  *      app's first 503 is measured and printed, not asserted);
  *  (c) a `redis-cli DEL` on the new master makes `acme` writable again in both apps.
  *
- * KNOWN GAP, current store (marked `it.fails` below, the only such test in this file):
- * the store checks and enables keyspace notifications once, at start. After the failover its
- * subscriber re-subscribes to keyspace events on the promoted server, which does not emit them,
- * and goes on trusting the push path: cache entries live `pushTtl` rather than `ttl`, and a
- * `redis-cli` change on the new master is obeyed only when the entry ages out. The test
- * "the push path is re-proven on the promoted master" asserts what the store should do (turn
- * notifications on there, `keyspaceEvents: 'enable'`, and have a plain SET pushed to both
- * processes); it fails on the current code and is marked `it.fails` so that CI stays green and
- * flags the day it starts passing: then make it a plain `it`.
- *
- * Because of that gap the stores here use `pushTtl: 3000` (default 30 s): (b) and (c) then
- * converge on the current code within the test's budget too. With the push path re-proven they
- * converge at once; in a degraded (TTL-only) mode, within `ttl` (1 s).
+ * And (d): every process re-proves its push path on the promoted server, which starts without
+ * keyspace notifications: the store (`keyspaceEvents: 'enable'`, the default) turns them on
+ * there, its canary comes back, it is `complete` again, and a plain `redis-cli SET` reaches both
+ * processes by push.
  */
 
-/** Lowered from 30 s; see the comment above. */
-const PUSH_TTL = 3000;
 const WRITE = (ns: string) => `/${ns}/proj/issues`;
 
 interface Process {
@@ -63,7 +52,11 @@ interface Process {
 async function startProcess(name: string, group: SentinelGroup): Promise<Process> {
   // The name marks its connections (the subscriber's copies it) in the server's CLIENT LIST.
   const client = await connectSentinelClient(group, { connectionName: connectionName(name) });
-  const store = new RedisStateStore({ redis: client, keyspaceEvents: 'enable', pushTtl: PUSH_TTL });
+  const store = new RedisStateStore({
+    redis: client,
+    keyspaceEvents: 'enable',
+    canaryInterval: 200,
+  });
   const guard = namespaceReadOnly({ store });
   const calls = new Map<string, number>();
   const app = express();
@@ -123,7 +116,7 @@ describe('Sentinel failover: one master, one replica, one Sentinel, two processe
     group = await startSentinelGroup();
     processes = [await startProcess('app A', group), await startProcess('app B', group)];
     for (const p of processes) {
-      expect(await p.store.ready()).toMatchObject({ subscribed: true, keyspaceEvents: true });
+      expect(await p.store.ready()).toMatchObject({ subscribed: true, mode: 'complete' });
     }
   });
 
@@ -237,7 +230,7 @@ describe('Sentinel failover: one master, one replica, one Sentinel, two processe
           `${JSON.stringify(followed)} ms; kill -> subscriber listening ` +
           `${JSON.stringify(resubscribed)} ms; SET on new master -> first 503 ` +
           `${processes.map((p, i) => `${p.name} ${obeyed[i]} ms`).join(', ')} ` +
-          `(pushTtl ${PUSH_TTL} ms, ttl 1000 ms; measured, not asserted); acme requests ` +
+          `(measured, not asserted); acme requests ` +
           `during the run: ${[...acmeAnswers.values()].map((a) => a.length).join(' + ')}`,
       );
 
@@ -264,9 +257,7 @@ describe('Sentinel failover: one master, one replica, one Sentinel, two processe
     }
   });
 
-  // KNOWN GAP (see the comment at the top): fails on the current store, hence `it.fails`. When
-  // the store re-proves its push path after a failover, this starts "failing": make it an `it`.
-  it.fails('the push path is re-proven on the promoted master (notifications enabled there, a plain SET pushed to both processes)', async () => {
+  it('the push path is re-proven on the promoted master (notifications enabled there, a plain SET pushed to both processes)', async () => {
     await pushPathReproven();
   });
 
@@ -282,6 +273,12 @@ describe('Sentinel failover: one master, one replica, one Sentinel, two processe
     const flags = (await server.cli('config', 'get', 'notify-keyspace-events')).split('\n')[1];
     expect(keyspaceCovered(flags ?? ''), `notify-keyspace-events is '${flags}'`).toBe(true);
     expect((await info(server, 'replication')).get('role')).toBe('master');
+    for (const p of processes) {
+      await waitFor(() => p.store.status().mode === 'complete', {
+        timeout: 10_000,
+        what: `${p.name} complete again`,
+      });
+    }
 
     for (const p of processes) {
       expect(await p.store.get('delta')).toBeNull();
