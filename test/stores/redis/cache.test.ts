@@ -19,7 +19,6 @@ function cacheWith(overrides: Partial<ConstructorParameters<typeof StateCache>[0
   const cache = new StateCache({
     max: 100,
     ttl: 1000,
-    pushTtl: 30_000,
     staleIfError: 5000,
     logger,
     errors: new LogLimiter(logger),
@@ -77,35 +76,28 @@ describe('StateCache', () => {
     expect(t.loads).toEqual(['acme']);
   });
 
-  it('re-reads after ttl while untrusted, and only after pushTtl while trusted', async () => {
+  it('re-reads after ttl', async () => {
     const t = cacheWith();
     await t.cache.get('acme');
-    t.advance(1001);
+    t.advance(1000);
+    expect(t.cache.peek('acme')).toBeNull();
+    t.advance(1);
     expect(t.cache.peek('acme')).toBeUndefined();
     await t.cache.get('acme');
     expect(t.loads).toHaveLength(2);
-
-    t.cache.setTrusted(true);
-    t.advance(20_000);
-    expect(t.cache.peek('acme')).toBeNull();
-    t.advance(10_001);
-    expect(t.cache.peek('acme')).toBeUndefined();
   });
 
-  it('losing trust ages every entry to ttl at once, without dropping it', async () => {
+  it('invalidateAll() ages every entry at once, without dropping it', async () => {
     const t = cacheWith();
-    t.cache.setTrusted(true);
     await t.cache.get('acme');
-    t.advance(5000);
     expect(t.cache.peek('acme')).toBeNull();
-    t.cache.setTrusted(false);
+    t.cache.invalidateAll();
     expect(t.cache.peek('acme')).toBeUndefined();
     expect(t.cache.size).toBe(1); // still there for stale-if-error
   });
 
   it('never serves an entry past the key TTL it was read with', async () => {
-    const t = cacheWith();
-    t.cache.setTrusted(true);
+    const t = cacheWith({ ttl: 30_000 });
     t.states.set('acme', { state: 'maintenance', expiresAt: new Date(1_000_000 + 500) });
     expect((await t.cache.get('acme'))?.state).toBe('maintenance');
     t.advance(499);

@@ -25,12 +25,13 @@ describe('RedisStateStore options', () => {
     expect(resolveRedisOptions({ redis })).toMatchObject({
       prefix: 'nsro:',
       ttl: 1000,
-      pushTtl: 30_000,
+      canaryInterval: 1000,
+      resyncInterval: 60_000,
       staleIfError: 30_000,
       timeout: 100,
       max: 100_000,
       subscribe: true,
-      keyspaceEvents: 'auto',
+      keyspaceEvents: 'enable',
       heartbeatTtl: 5000,
     });
   });
@@ -43,7 +44,7 @@ describe('RedisStateStore options', () => {
   });
 
   it.each([
-    ['pushTTL', 'pushTtl'],
+    ['canaryinterval', 'canaryInterval'],
     ['TTL', 'ttl'],
     ['timout', 'timeout'],
     ['heartbeatTTL', 'heartbeatTtl'],
@@ -67,7 +68,8 @@ describe('RedisStateStore options', () => {
     ['ttl', 0],
     ['ttl', 1.5],
     ['ttl', '1000'],
-    ['pushTtl', -1],
+    ['canaryInterval', 5],
+    ['resyncInterval', 99],
     ['staleIfError', -1],
     ['timeout', 0],
     ['max', 0],
