@@ -555,8 +555,8 @@ describe('lifecycle', () => {
     const name = `life-${process.pid}-${Date.now()}`;
     const client = await connectClient(keyspace.port, { connectionName: name });
     const store = new RedisStateStore({ redis: client });
-    const first = namespaceReadOnly({ store });
-    const second = namespaceReadOnly({ store });
+    const first = namespaceReadOnly({ store, fence: true });
+    const second = namespaceReadOnly({ store, fence: true });
     expect(await store.ready()).toMatchObject({ subscribed: true });
     expect(await connectionsNamed(name)).toEqual({ all: 2, subscribers: 1 });
     const processes = () => client.keys('nsro:proc:*');
@@ -587,5 +587,50 @@ describe('lifecycle', () => {
     await store.close();
     await store.delete('life');
     await client.quit();
+  });
+});
+
+describe('the migration fence is opt-in', () => {
+  it('a guard without fence: true registers nothing (no proc key, no heartbeat); with fence: true one appears', async () => {
+    const prefix = `optin-${process.pid}:`;
+    const client = await connectClient(keyspace.port);
+    const store = new RedisStateStore({ redis: client, prefix, heartbeatTtl: 200 });
+    // Every command on a process key (the heartbeat's SET, its DEL) shows up on this channel.
+    const events: string[] = [];
+    const watcher = await connectClient(keyspace.port);
+    watcher.on('pmessage', (_pattern: string, channel: string, event: string) => {
+      events.push(`${channel} ${event}`);
+    });
+    await watcher.psubscribe(`__keyspace@0__:${prefix}proc:*`);
+    const processKeys = () => keyspace.cli('keys', `${prefix}proc:*`);
+
+    try {
+      const { app, guard, handled } = guardedApp(express5, { store });
+      await store.set('other', 'maintenance');
+      expect((await request(app).post(WRITE('acme'))).status).toBe(200);
+      expect((await request(app).post(WRITE('other'))).status).toBe(503);
+      expect(handled).toHaveLength(1);
+      // Several heartbeat periods (heartbeatTtl / 4 = 50 ms) later, still nothing.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(await processKeys()).toBe('');
+      expect(events).toEqual([]);
+      expect(await guard.runWrite('acme', () => 'ran')).toBe('ran');
+      await guard.close();
+
+      const fenced = namespaceReadOnly({ store, fence: true });
+      await waitFor(async () => (await processKeys()).startsWith(`${prefix}proc:`), {
+        what: 'the fenced guard to register',
+      });
+      expect((await processKeys()).split('\n')).toHaveLength(1);
+      await waitFor(() => events.length > 0, { what: 'a heartbeat on the process key' });
+      expect(events[0]).toMatch(new RegExp(`^__keyspace@0__:${prefix}proc:\\S+ set$`));
+      await fenced.close();
+      expect(await processKeys()).toBe('');
+    } finally {
+      await store.delete('other');
+      await store.close();
+      watcher.disconnect();
+      client.disconnect();
+    }
   });
 });
