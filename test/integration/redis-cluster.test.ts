@@ -58,8 +58,10 @@ describe('RedisStateStore on a Redis Cluster', () => {
     expect(client.options).toMatchObject({ lazyConnect: true, enableOfflineQueue: false });
     expect(store.status()).toMatchObject({
       subscribed: true,
-      keyspaceEvents: false, // not used on a Cluster
-      trusted: false, // so entries live `ttl`
+      // Keyspace notifications come only from the node owning a key: never complete, so
+      // states are read per key and live `ttl`.
+      mode: 'degraded',
+      cause: 'not-configured',
     });
   });
 

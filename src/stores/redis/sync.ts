@@ -168,21 +168,23 @@ export class Sync {
       );
       this.#subscriber.start();
     }
-    if (!complete) {
-      this.#degrade('not-configured');
-      return;
-    }
-    this.#timer = setInterval(() => this.#tick(), canaryInterval);
-    this.#timer.unref();
     // A first sync that cannot finish (Redis down, notifications off and no CONFIG) must not
     // keep requests waiting: after this the store decides per key until push proves itself.
     this.#startTimer = setTimeout(
       () => {
         if (this.#mode === 'starting') this.#degrade('push-silent');
+        this.#settleFirst();
       },
       Math.max(2000, 2 * canaryInterval),
     );
     this.#startTimer.unref();
+    if (!complete) {
+      // Decided per key from the start; the first sync is the subscriber listening, if any.
+      this.#setMode('degraded', 'not-configured', !subscribe);
+      return;
+    }
+    this.#timer = setInterval(() => this.#tick(), canaryInterval);
+    this.#timer.unref();
   }
 
   close(): void {
@@ -209,6 +211,10 @@ export class Sync {
 
   #connected(): void {
     this.#listening = true;
+    if (this.#cause === 'not-configured') {
+      this.#firstSettled();
+      return;
+    }
     const generation = ++this.#generation;
     this.#canarySentAt = null;
     void this.#prove(generation);
@@ -406,7 +412,7 @@ export class Sync {
     this.#setMode('degraded', cause);
   }
 
-  #setMode(mode: SyncMode, cause: DegradedCause | null): void {
+  #setMode(mode: SyncMode, cause: DegradedCause | null, settle = true): void {
     const previous = this.#mode;
     this.#mode = mode;
     this.#cause = cause;
@@ -419,11 +425,15 @@ export class Sync {
     } else if (mode === 'complete' && previous === 'degraded') {
       this.logger.info({}, 'namespace-read-only: push proven again; state knowledge complete');
     }
+    this.events.mode(mode, cause);
+    if (settle) this.#firstSettled();
+  }
+
+  #firstSettled(): void {
     if (this.#startTimer !== null) {
       clearTimeout(this.#startTimer);
       this.#startTimer = null;
     }
-    this.events.mode(mode, cause);
     this.#settleFirst();
   }
 }
