@@ -66,11 +66,7 @@ describe.each(expressVersions)('operator flow with redis-cli ($name)', ({ expres
     ({ client, store } = await processOn(keyspace, { logger: log.logger }));
     app = guardedApp(express, { store, logger: log.logger });
     server = app.app.listen(0, '127.0.0.1');
-    expect(await store.ready()).toMatchObject({
-      subscribed: true,
-      keyspaceEvents: true,
-      trusted: true,
-    });
+    expect(await store.ready()).toMatchObject({ subscribed: true, mode: 'complete' });
   });
 
   afterEach(async () => {
@@ -251,7 +247,7 @@ describe('invalidation', () => {
     const serverB = appB.app.listen(0, '127.0.0.1');
     try {
       for (const s of [a.store, b.store]) {
-        expect(await s.ready()).toMatchObject({ subscribed: true, keyspaceEvents: true });
+        expect(await s.ready()).toMatchObject({ subscribed: true, mode: 'complete' });
       }
       // Warm both caches: the namespace is cached as writable in each process.
       expect((await request(serverA).post(WRITE('pushed'))).status).toBe(200);
@@ -290,8 +286,9 @@ describe('invalidation', () => {
     it('a redis-cli SET is obeyed once the TTL has passed, and only through the TTL', async () => {
       // Two processes that differ only in their TTL. The one with an hour's TTL is warmed first:
       // had the TTL no effect, its entry would expire first.
-      const long = await processOn(plain, { ttl: 3_600_000 });
-      const short = await processOn(plain, { ttl: 300 });
+      // 'auto': use notifications only if the server has them on; it has not, so per key.
+      const long = await processOn(plain, { ttl: 3_600_000, keyspaceEvents: 'auto' });
+      const short = await processOn(plain, { ttl: 300, keyspaceEvents: 'auto' });
       const apps = [
         guardedApp(express5, { store: long.store }),
         guardedApp(express5, { store: short.store }),
@@ -303,8 +300,8 @@ describe('invalidation', () => {
         for (const { store } of [long, short]) {
           expect(await store.ready()).toMatchObject({
             subscribed: true,
-            keyspaceEvents: false,
-            trusted: false,
+            mode: 'degraded',
+            cause: 'notifications-off',
           });
         }
         expect((await post(longServer)).status).toBe(200);
@@ -334,14 +331,14 @@ describe('invalidation', () => {
     it('a change made with store.set on another process is pushed on the channel', async () => {
       // An hour: during the test, only the announcement can tell the reader.
       const ttl = 3_600_000;
-      const writer = await processOn(plain, { ttl });
-      const reader = await processOn(plain, { ttl });
+      const writer = await processOn(plain, { ttl, keyspaceEvents: 'auto' });
+      const reader = await processOn(plain, { ttl, keyspaceEvents: 'auto' });
       const { app, guard } = guardedApp(express5, { store: reader.store });
       const server = app.listen(0, '127.0.0.1');
       try {
         expect(await reader.store.ready()).toMatchObject({
           subscribed: true,
-          keyspaceEvents: false,
+          mode: 'degraded',
         });
         expect((await request(server).post(WRITE('announced'))).status).toBe(200);
         expect(reader.store.peek('announced')).toBeNull();
@@ -384,7 +381,7 @@ describe('invalidation', () => {
         keyspaceEvents: 'enable',
       });
       try {
-        expect(await store.ready()).toMatchObject({ keyspaceEvents: true, trusted: true });
+        expect(await store.ready()).toMatchObject({ mode: 'complete' });
         const flags = (await plain.cli('config', 'get', 'notify-keyspace-events')).split('\n')[1];
         for (const f of 'K$gx') expect(flags).toContain(f);
         expect(await store.get('enabled')).toBeNull();
@@ -427,13 +424,18 @@ function fakeResponse(onEnd: () => void): ServerResponse {
   } as unknown as ServerResponse;
 }
 
-describe('single-flight and tiers', () => {
+/** A change announced the way a store's `set` announces it: the degraded mode's push. */
+async function announce(server: RedisServer, namespace: string): Promise<void> {
+  await server.cli('publish', 'nsro:changes', namespace);
+}
+
+describe('single-flight and tiers, in the degraded mode (per key)', () => {
   let client: Redis;
   let store: RedisStateStore;
 
   beforeAll(async () => {
-    ({ client, store } = await processOn(keyspace));
-    await store.ready();
+    ({ client, store } = await processOn(keyspace, { keyspaceEvents: 'off' }));
+    expect(await store.ready()).toMatchObject({ mode: 'degraded', subscribed: true });
   });
 
   afterAll(async () => {
@@ -489,6 +491,7 @@ describe('single-flight and tiers', () => {
     expect(store.status().cached).toBeGreaterThanOrEqual(1);
 
     await keyspace.cli('set', 'nsro:state:tiers', 'maintenance');
+    await announce(keyspace, 'tiers');
     await waitFor(() => store.peek('tiers')?.state === 'maintenance', {
       timeout: 10_000,
       interval: 2,
@@ -525,6 +528,7 @@ describe('single-flight and tiers', () => {
 
       // Even after the state changed, the request keeps the answer it started with...
       await keyspace.cli('set', 'nsro:state:memo', 'maintenance');
+      await announce(keyspace, 'memo');
       await waitFor(() => store.peek('memo')?.state === 'maintenance', { timeout: 10_000 });
       expect(await guard.isReadOnly('memo', req)).toBe(false);
       // ...while a new request sees the change.
