@@ -190,7 +190,7 @@ const QUIET_HEARTBEAT_TTL = 60_000;
 async function app(redis: Redis, client: Redis, { ms = 50, heartbeatTtl = 1000, ttl = 1000 } = {}) {
   // A read budget no held read reaches: a held read must not turn into a store error.
   const store = new RedisStateStore({ redis, heartbeatTtl, ttl, timeout: 10_000 });
-  const guard = namespaceReadOnly({ store });
+  const guard = namespaceReadOnly({ store, fence: true });
   const seen = { arrived: 0, closed: 0, admitted: 0 };
   const web = http.createServer((req: IncomingMessage, res: ServerResponse) => {
     seen.arrived++;
@@ -333,7 +333,7 @@ describe('migration fence races', () => {
       ttl: 60_000,
       subscribe: false,
     });
-    const guard = namespaceReadOnly({ store });
+    const guard = namespaceReadOnly({ store, fence: true });
     cleanups.push(async () => {
       await guard.close();
       await store.close();
@@ -368,7 +368,7 @@ describe('migration fence races', () => {
     const client = await connectClient(server.port);
     const beats = heartbeats(client, 300);
     const store = new RedisStateStore({ redis: beats.redis, heartbeatTtl: 300, subscribe: false });
-    const guard = namespaceReadOnly({ store });
+    const guard = namespaceReadOnly({ store, fence: true });
     cleanups.push(async () => {
       await guard.close();
       await store.close();
@@ -473,8 +473,8 @@ describe('migration fence races', () => {
   it('counts the writes of every guard that shares a store', async () => {
     const client = await connectClient(server.port);
     const store = new RedisStateStore({ redis: client, heartbeatTtl: 1000 });
-    const web = namespaceReadOnly({ store });
-    const jobs: NamespaceReadOnlyMiddleware = namespaceReadOnly({ store });
+    const web = namespaceReadOnly({ store, fence: true });
+    const jobs: NamespaceReadOnlyMiddleware = namespaceReadOnly({ store, fence: true });
     cleanups.push(() => store.close());
     await store.ready();
     await waitFor(async () => (await client.keys('nsro:proc:*')).length > 0, {
@@ -602,7 +602,7 @@ describe('migration fence races', () => {
       },
     });
     const store = new RedisStateStore({ redis, heartbeatTtl: 1000, timeout: 10_000 });
-    const guard = namespaceReadOnly({ store });
+    const guard = namespaceReadOnly({ store, fence: true });
     cleanups.push(() => store.close());
     await store.ready();
     await waitFor(async () => (await client.keys('nsro:proc:*')).length === 1, {
