@@ -100,6 +100,11 @@ const outcomes = {};
 /** Calls `middleware` once; `done(outcome)` runs when it has finished ('next', 'end', 'error'). */
 function decideOnce(middleware, req, done) {
   const res = new FakeResponse(done);
+  // What Express's init middleware does before any other: the two objects point at each other,
+  // and `res.locals` is a fresh dictionary.
+  req.res = res;
+  res.req = req;
+  res.locals = Object.create(null);
   middleware(req, res, (error) => {
     res.over();
     done(error === undefined ? 'next' : 'error');
@@ -125,11 +130,10 @@ function batchTask(name, middleware, make) {
 const redis = await connectDataClient(values['redis-port']);
 await redis.set('nsro:state:frozen', 'maintenance');
 await redis.del('nsro:state:acme');
-// Long cache lifetimes so that no entry expires in the middle of a case: they do not change
-// what a hit costs, only how often one is not a hit.
-const redisStore = new RedisStateStore({ redis, ttl: 600_000, pushTtl: 600_000 });
+// The defaults: a complete copy kept by push (keyspace notifications are turned on).
+const redisStore = new RedisStateStore({ redis });
 const redisGuard = namespaceReadOnly({ store: redisStore });
-await redisStore.ready();
+if ((await redisStore.ready()).mode !== 'complete') throw new Error('redis store not complete');
 const memoryGuard = namespaceReadOnly();
 await memoryGuard.store.set('frozen', 'maintenance');
 const limiter = rateLimit({ windowMs: 60_000, limit: 1_000_000_000 });

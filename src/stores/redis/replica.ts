@@ -12,24 +12,28 @@ const MAX_INTERNED = 1000;
 
 export class Replica {
   readonly #states = new Map<string, NamespaceState>();
-  /** The keys whose state closes writes: what `anyClosed()` looks at. */
+  /** The keys whose state closes writes and can run out: what `anyClosed()` iterates. */
   readonly #closed = new Set<string>();
+  /** How many keys have a state that closes writes and no TTL. */
+  #closedForever = 0;
   readonly #interned = new Map<string, NamespaceState>();
 
   /** The state of `key`, `null` when it has none or its key TTL has run out. */
-  get(key: string, now = Date.now()): NamespaceState | null {
+  get(key: string): NamespaceState | null {
     const state = this.#states.get(key);
     if (state === undefined) return null;
-    if (state.expiresAt !== undefined && now >= state.expiresAt.getTime()) {
+    // The clock is read only for a state that can run out: the hot path rarely meets one.
+    if (state.expiresAt !== undefined && Date.now() >= state.expiresAt.getTime()) {
       this.delete(key);
       return null;
     }
     return state;
   }
 
-  /** Whether any key's state closes writes right now. */
-  anyClosed(now = Date.now()): boolean {
-    for (const key of this.#closed) if (this.get(key, now) !== null) return true;
+  /** Whether any key's state closes writes right now. Asked for every write: no clock if avoidable. */
+  anyClosed(): boolean {
+    if (this.#closedForever > 0) return true;
+    for (const key of this.#closed) if (this.get(key) !== null) return true;
     return false;
   }
 
@@ -40,15 +44,21 @@ export class Replica {
       return null;
     }
     const state = this.#parse(value, pttl, now);
+    this.delete(key);
     this.#states.set(key, state);
-    if (state.state === 'active') this.#closed.delete(key);
-    else this.#closed.add(key);
+    if (state.state !== 'active') {
+      if (state.expiresAt === undefined) this.#closedForever++;
+      else this.#closed.add(key);
+    }
     return state;
   }
 
   delete(key: string): void {
+    const state = this.#states.get(key);
+    if (state === undefined) return;
     this.#states.delete(key);
-    this.#closed.delete(key);
+    if (state.state !== 'active' && state.expiresAt === undefined) this.#closedForever--;
+    else this.#closed.delete(key);
   }
 
   /** Replaces the whole content; returns the keys whose state changed, for the log. */
@@ -85,6 +95,7 @@ export class Replica {
   clear(): void {
     this.#states.clear();
     this.#closed.clear();
+    this.#closedForever = 0;
   }
 
   #parse(value: string, pttl: number, now: number): NamespaceState {
