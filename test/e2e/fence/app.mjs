@@ -30,7 +30,8 @@ const db = new Redis(url, clientOptions);
 for (const client of [redis, db]) client.on('error', () => undefined);
 
 const store = new RedisStateStore({ redis, heartbeatTtl });
-const guard = namespaceReadOnly({ store });
+// The fence is opt-in: without `fence: true` the process would not register, and no wait would count it.
+const guard = namespaceReadOnly({ store, fence: true });
 
 const busy = new Map();
 const held = new Set();
