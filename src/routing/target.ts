@@ -1,4 +1,4 @@
-import { decodeSegment, rootNamespace } from '../request/namespace-name.js';
+import { decodeSegment, invalidNameReason, rootNamespace } from '../request/namespace-name.js';
 
 /**
  * Where a request path says its namespace is. Path in, target out: the same raw pathname the
@@ -34,6 +34,13 @@ export const NO_NAMESPACE: Target = Object.freeze({ type: 'none' });
 
 /** Decodes a raw candidate once and turns it into a target. */
 export function namespaceTarget(raw: string): Target {
+  // The common case, a plain segment, without the intermediate result objects.
+  if (raw.indexOf('%') === -1 && raw.indexOf('/') === -1) {
+    const invalid = invalidNameReason(raw);
+    return invalid === null
+      ? { type: 'namespace', namespace: raw.toLowerCase() }
+      : { type: 'invalid', reason: invalid };
+  }
   const decoded = decodeSegment(raw);
   if (!decoded.ok) return { type: 'invalid', reason: decoded.reason };
   const root = rootNamespace(decoded.value);

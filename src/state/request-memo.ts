@@ -19,7 +19,39 @@ export type MaybePromise<T> = T | Promise<T>;
 
 const MEMO = Symbol('namespace-read-only.memo');
 
-type Memo = Map<string, MaybePromise<NamespaceState | null>>;
+type Value = MaybePromise<NamespaceState | null>;
+
+/**
+ * One request's reads. A request asks for two keys (its namespace and `*`) almost always, so
+ * the first two live in fields and only a third starts a Map: one small object per write
+ * instead of a Map and its entries (about 50 ns a request, measured with bench/micro.mjs).
+ */
+class Memo {
+  k0: string | undefined = undefined;
+  v0: Value | undefined = undefined;
+  k1: string | undefined = undefined;
+  v1: Value | undefined = undefined;
+  rest: Map<string, Value> | null = null;
+
+  get(key: string): Value | undefined {
+    if (this.k0 === key) return this.v0;
+    if (this.k1 === key) return this.v1;
+    return this.rest?.get(key);
+  }
+
+  set(key: string, value: Value): void {
+    if (this.k0 === undefined) {
+      this.k0 = key;
+      this.v0 = value;
+    } else if (this.k1 === undefined) {
+      this.k1 = key;
+      this.v1 = value;
+    } else {
+      this.rest ??= new Map();
+      this.rest.set(key, value);
+    }
+  }
+}
 
 interface ExpressRequest {
   res?: { locals?: { [MEMO]?: Memo } };
@@ -43,7 +75,7 @@ export class RequestMemo {
     const memo = req === undefined ? undefined : this.#memo(req);
     const seen = memo?.get(key);
     if (seen !== undefined) return seen;
-    let value: MaybePromise<NamespaceState | null>;
+    let value: Value;
     try {
       const peeked = this.store.peek?.(key);
       value =
@@ -63,14 +95,14 @@ export class RequestMemo {
     if (typeof locals === 'object' && locals !== null) {
       let memo = locals[MEMO];
       if (memo === undefined) {
-        memo = new Map();
+        memo = new Memo();
         locals[MEMO] = memo;
       }
       return memo;
     }
     let memo = this.#memos.get(req);
     if (memo === undefined) {
-      memo = new Map();
+      memo = new Memo();
       this.#memos.set(req, memo);
     }
     return memo;
