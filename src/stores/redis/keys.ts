@@ -6,7 +6,8 @@
  *   <prefix>changes      channel: a store's set/delete announces the namespace it changed
  *   <prefix>fence        channel: an operator's wait asks live processes to acknowledge
  *   <prefix>fence:<ns>   hash: the wait's epoch counter and each process's acknowledgement
- *   <prefix>proc:<id>    a live guarding process, kept alive by its heartbeat TTL
+ *   <prefix>procs        sorted set: every registered process's id, scored with its lease's end
+ *   <prefix>proc:<id>    a registered process's details (JSON), kept alive by its heartbeat TTL
  */
 
 export const DEFAULT_PREFIX = 'nsro:';
@@ -20,8 +21,8 @@ export class RedisKeys {
   readonly fenceChannel: string;
   /** SCAN pattern for every state key. */
   readonly statePattern: string;
-  /** SCAN pattern for every live process. */
-  readonly processPattern: string;
+  /** The registry of live processes (sorted set: id scored with its lease's end). */
+  readonly processes: string;
 
   constructor(prefix: string = DEFAULT_PREFIX) {
     this.prefix = prefix;
@@ -29,7 +30,7 @@ export class RedisKeys {
     this.changes = `${prefix}changes`;
     this.fenceChannel = `${prefix}fence`;
     this.statePattern = `${escapeGlob(this.#state)}*`;
-    this.processPattern = `${escapeGlob(prefix)}proc:*`;
+    this.processes = `${prefix}procs`;
   }
 
   /** The key of a normalised namespace (`acme`, `*`). */
