@@ -150,14 +150,22 @@ describe('the live set, as a wait sees it', () => {
     expect(result.processes).toHaveLength(2);
   });
 
-  it('drops a process that stops at once', async () => {
+  it('drops a process that stops at once, and its acknowledgements', async () => {
     const first = await guarded();
+    await waitFor(async () => (await registered()).length === 1, {
+      what: 'the first registration',
+    });
+    const [id = ''] = await registered();
     await guarded();
     await waitFor(async () => (await registered()).length === 2, { what: 'both registrations' });
     const op = await operator();
     await op.enable('acme');
+    expect((await op.wait('acme', { timeout: 5000 })).processes).toHaveLength(2);
+    expect(await client.hget('nsro:fence:acme', id)).toBe('1');
     await first.guard.close(); // its last guard: the process stops taking part
     expect(await registered()).toHaveLength(1);
+    expect(await registered()).not.toContain(id);
+    expect(await client.hexists('nsro:fence:acme', id)).toBe(0);
     expect((await op.wait('acme', { timeout: 5000 })).processes).toHaveLength(1);
   });
 
