@@ -10,7 +10,7 @@ import { applicationCommands, commandCalls, sum, watchCommands } from './lib/red
 /**
  * Loads the `guard-redis` server with `scenario` for `duration` seconds between a reset and a
  * read of the counters. The server also renews its migration-fence registration on a timer
- * (a SET of `nsro:proc:<id>` every heartbeatTtl / 4): MONITOR tells those apart, so that
+ * (a script on `nsro:procs` every heartbeatTtl / 4): MONITOR tells those apart, so that
  * `perRequest` counts only what requests caused.
  */
 async function measure(redis, port, scenario, { duration, connections }) {

@@ -152,8 +152,9 @@ export function sum(record) {
 
 /**
  * Watches every command the server executes (MONITOR) until `stop()`, which resolves with
- * `{ heartbeats, other }`: commands on `<prefix>proc:*` keys (the migration fence's per-process
- * heartbeat, which runs on a timer, not per request) and the rest, each as `{ command: calls }`.
+ * `{ heartbeats, other }`: commands on the fence registry's keys (`<prefix>procs` and
+ * `<prefix>proc:<id>`: the per-process heartbeat script, which runs on a timer, not per request,
+ * with the commands it runs) and the rest, each as `{ command: calls }`.
  */
 export async function watchCommands(port, prefix = 'nsro:') {
   const { Redis } = await import('ioredis');
@@ -163,10 +164,19 @@ export async function watchCommands(port, prefix = 'nsro:') {
   const monitor = await client.monitor();
   const heartbeats = {};
   const other = {};
-  monitor.on('monitor', (_time, args) => {
+  // Where the commands of the script running now go (MONITOR lists a script's commands, as
+  // source `lua`, right after its EVAL; INFO commandstats counts them too).
+  let script = other;
+  monitor.on('monitor', (_time, args, source) => {
     const command = String(args[0]).toLowerCase();
     if (BOOKKEEPING.has(command) || command.startsWith('config')) return;
-    const into = String(args[1] ?? '').startsWith(`${prefix}proc:`) ? heartbeats : other;
+    let into = script;
+    if (source !== 'lua') {
+      const scripted = command === 'eval' || command === 'evalsha';
+      const key = String((scripted ? args[3] : args[1]) ?? '');
+      into = key.startsWith(`${prefix}proc`) ? heartbeats : other;
+      if (scripted) script = into;
+    }
     into[command] = (into[command] ?? 0) + 1;
   });
   return {

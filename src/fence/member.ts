@@ -5,21 +5,22 @@ import type { LogLimiter } from '../logger.js';
 import type { RedisClient } from '../stores/redis/client.js';
 import type { RedisKeys } from '../stores/redis/keys.js';
 import type { InflightWrites } from './inflight.js';
+import { deregister, heartbeat } from './registry.js';
 
 /**
- * The migration fence. Every process that guards writes registers itself under
- * `<prefix>proc:<id>` with a heartbeat TTL, so the live set is whatever keys exist. An operator's
- * wait bumps the `epoch` field of the hash `<prefix>fence:<ns>` and asks, on `<prefix>fence`, for
- * acknowledgements; each live process re-reads the state, and once it sees the namespace closed
- * and its own admitted writes to it have finished, it records the epoch in the same hash under its
- * id. The wait returns when every live process has acknowledged this epoch or a later one.
+ * The migration fence. Every process that guards writes registers itself with a heartbeat (the
+ * registry, registry.ts, is the live set). An operator's wait bumps the `epoch` field of the hash
+ * `<prefix>fence:<ns>` and asks, on `<prefix>fence`, for acknowledgements; each live process
+ * re-reads the state, and once it sees the namespace closed and its own admitted writes to it have
+ * finished, it records the epoch in the same hash under its id. The wait returns when every live
+ * process has acknowledged this epoch or a later one.
  *
  * The counter and the acknowledgements live in one key, and an acknowledgement is only recorded
  * while it does not exceed the counter, so losing keys (eviction, a restart without persistence)
  * can never leave an old acknowledgement that satisfies a newer wait.
  *
- * Time is only ever measured locally (a process's own monotonic clock for its lease); no two
- * machines' clocks are compared.
+ * Time is only ever measured by a process's own monotonic clock (its lease) and by Redis's clock
+ * (the registry's leases); no two machines' clocks are compared.
  */
 
 export interface FenceOptions {
@@ -134,11 +135,13 @@ export class FenceMember {
     for (const reporting of this.#reporting) clearInterval(reporting);
     this.#reporting.clear();
     this.#leaseUntil = 0;
-    try {
-      await this.redis.del(this.keys.process(this.id));
-    } catch {
-      // it expires by itself
-    }
+    // Our acknowledgements go too: a hash in use every day would otherwise keep them for ever.
+    const acked = [...this.#acked.keys()].map((ns) =>
+      this.redis.hdel(this.keys.fence(ns), this.id),
+    );
+    this.#acked.clear();
+    // Whatever fails expires by itself.
+    await Promise.allSettled([deregister(this.redis, this.keys, this.id), ...acked]);
   }
 
   async #beat(): Promise<void> {
@@ -153,16 +156,11 @@ export class FenceMember {
       inflight: this.#snapshot(),
     };
     try {
-      await this.redis.set(
-        this.keys.process(this.id),
-        JSON.stringify(info),
-        'PX',
-        this.options.heartbeatTtl,
-      );
+      await heartbeat(this.redis, this.keys, info, this.options.heartbeatTtl);
       // Only after a lease we held ran out: the first registration follows the guard's creation
       // by moments, and the subscriber's start makes anything read before it stale anyway.
       const lapsed = this.#leaseUntil > 0 && performance.now() >= this.#leaseUntil;
-      // Measured from when we sent it: the key cannot outlive that by more than its TTL.
+      // Measured from when we sent it: Redis cannot count us for longer than heartbeatTtl after.
       this.#leaseUntil = sentAt + this.options.heartbeatTtl;
       if (lapsed) this.forget();
     } catch (error) {

@@ -6,9 +6,10 @@ import {
   RedisTransactionError,
 } from '../errors.js';
 import type { NamespaceState } from '../state/values.js';
-import { exec, type RedisClient, scanAll } from '../stores/redis/client.js';
+import { exec, type RedisClient } from '../stores/redis/client.js';
 import type { RedisKeys } from '../stores/redis/keys.js';
 import { ACK_TTL_MS } from './member.js';
+import { liveProcesses } from './registry.js';
 
 /**
  * The operator's side of the migration fence: bump the namespace's epoch, ask every live
@@ -32,23 +33,6 @@ export interface WaitResult {
   /** The processes that acknowledged. */
   readonly processes: readonly ProcessInfo[];
   readonly ms: number;
-}
-
-/** Every registered (live) process. */
-export async function liveProcesses(redis: RedisClient, keys: RedisKeys): Promise<ProcessInfo[]> {
-  const found = await scanAll(redis, keys.processPattern);
-  if (found.length === 0) return [];
-  const values = await Promise.all(found.map((k) => redis.get(k)));
-  const processes: ProcessInfo[] = [];
-  for (const value of values) {
-    if (value === null) continue; // expired between SCAN and GET
-    try {
-      processes.push(JSON.parse(value) as ProcessInfo);
-    } catch {
-      // not ours
-    }
-  }
-  return processes;
 }
 
 /**
@@ -81,8 +65,10 @@ export async function waitForFence(
       await redis.publish(keys.fenceChannel, request);
       lastRequest = now;
     }
-    const [live, acks] = await Promise.all([liveProcesses(redis, keys), redis.hgetall(ackKey)]);
-    const pending = live.filter((p) => !(Number(acks[p.id] ?? 0) >= epoch));
+    const live = await liveProcesses(redis, keys);
+    // Only the live processes' acknowledgements: the hash also keeps those of processes gone.
+    const acks = live.length === 0 ? [] : await redis.hmget(ackKey, ...live.map((p) => p.id));
+    const pending = live.filter((_, i) => !(Number(acks[i] ?? 0) >= epoch));
     if (pending.length === 0) {
       return { namespace, epoch, processes: live, ms: Math.round(performance.now() - started) };
     }

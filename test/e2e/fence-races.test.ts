@@ -2,6 +2,8 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ACK_SCRIPT } from '../../src/fence/member.js';
+import { HEARTBEAT_SCRIPT } from '../../src/fence/registry.js';
 import {
   FenceTimeoutError,
   type NamespaceReadOnlyMiddleware,
@@ -47,7 +49,7 @@ interface Probe {
   /** From now on, reading the instance key's PTTL waits for `release()`. */
   hold(): void;
   release(): void;
-  /** Resolves at the next heartbeat (a SET of the process key) written after this call. */
+  /** Resolves at the next heartbeat (the registry's script) written after this call. */
   nextBeat(): Promise<void>;
   /** The fence requests its subscriber received (each seen by the store first). */
   readonly requests: readonly { readonly epoch: number; readonly wait: string }[];
@@ -86,13 +88,13 @@ function probe(client: Redis): Probe {
           return target.pttl(key);
         };
       }
-      if (prop === 'set') {
-        return (...args: Parameters<Redis['set']>) => {
-          if (String(args[0]).startsWith('nsro:proc:')) {
+      if (prop === 'eval') {
+        return (...args: Parameters<Redis['eval']>) => {
+          if (args[0] === HEARTBEAT_SCRIPT) {
             beat?.();
             beat = null;
           }
-          return target.set(...args);
+          return target.eval(...args);
         };
       }
       return typeof value === 'function' ? value.bind(target) : value;
@@ -125,8 +127,8 @@ function probe(client: Redis): Probe {
 type BeatMode = 'ok' | 'failing' | 'late';
 
 /**
- * `client` with its heartbeats (SETs of the process key) under the test's control. `late`: the
- * SET reaches Redis at once but its reply is handed back only after the TTL it set has passed
+ * `client` with its heartbeats (the registry script) under the test's control. `late`: the
+ * script reaches Redis at once but its reply is handed back only after the TTL it set has passed
  * (the behaviour under test: a reply slower than heartbeatTtl). `delivered` counts late replies
  * handed back.
  */
@@ -135,12 +137,12 @@ function heartbeats(client: Redis, heartbeatTtl: number) {
   const redis = new Proxy(client, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target) as unknown;
-      if (prop === 'set') {
-        return async (...args: Parameters<Redis['set']>) => {
-          const mode = String(args[0]).startsWith('nsro:proc:') ? control.mode : 'ok';
+      if (prop === 'eval') {
+        return async (...args: Parameters<Redis['eval']>) => {
+          const mode = args[0] === HEARTBEAT_SCRIPT ? control.mode : 'ok';
           if (mode === 'failing') throw new Error('unreachable');
           const calledAt = performance.now();
-          const reply = await target.set(...args);
+          const reply = await target.eval(...args);
           if (mode === 'late') {
             for (let left = calledAt + heartbeatTtl - performance.now(); left >= 0; ) {
               await sleep(left + 1);
@@ -157,7 +159,7 @@ function heartbeats(client: Redis, heartbeatTtl: number) {
   return { redis, control };
 }
 
-/** `client`, counting the scripts it runs (a process's acknowledgements). */
+/** `client`, counting the acknowledgements it records (ACK_SCRIPT). */
 function countingEvals(client: Redis) {
   const count = { evals: 0 };
   const redis = new Proxy(client, {
@@ -165,7 +167,7 @@ function countingEvals(client: Redis) {
       const value = Reflect.get(target, prop, target) as unknown;
       if (prop === 'eval') {
         return (...args: Parameters<Redis['eval']>) => {
-          count.evals++;
+          if (args[0] === ACK_SCRIPT) count.evals++;
           return target.eval(...args);
         };
       }
@@ -592,10 +594,10 @@ describe('migration fence races', () => {
     const redis = new Proxy(client, {
       get(target, prop) {
         const value = Reflect.get(target, prop, target) as unknown;
-        if (prop === 'set') {
-          return (...args: Parameters<Redis['set']>) => {
-            if (String(args[0]).startsWith('nsro:proc:')) beats.push(String(args[0]));
-            return target.set(...args);
+        if (prop === 'eval') {
+          return (...args: Parameters<Redis['eval']>) => {
+            if (args[0] === HEARTBEAT_SCRIPT) beats.push(String(args[3]));
+            return target.eval(...args);
           };
         }
         return typeof value === 'function' ? value.bind(target) : value;

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { Cluster } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisStateStore } from '../../src/index.js';
+import { namespaceReadOnly, RedisStateStore } from '../../src/index.js';
 import { expressVersions, guardedApp } from '../helpers/apps.js';
 import {
   connectCluster,
@@ -183,6 +183,43 @@ describe('changes between processes on a Cluster', () => {
       await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
       long.client.disconnect();
       short.client.disconnect();
+    }
+  });
+});
+
+describe('the migration fence on a Cluster', () => {
+  it('waits for every registered process, whose registry and details live in different slots', async () => {
+    const processes = [
+      await processOn({ heartbeatTtl: 1000 }),
+      await processOn({ heartbeatTtl: 1000 }),
+    ];
+    const guards = processes.map(({ store }) => namespaceReadOnly({ store, fence: true }));
+    const op = await processOn({ subscribe: false });
+    try {
+      await Promise.all(processes.map(({ store }) => store.ready()));
+      const slot = async (key: string) => Number(await cluster.cli('cluster', 'keyslot', key));
+      await waitFor(async () => Number(await cluster.cli('zcard', 'nsro:procs')) === 2, {
+        what: 'both registrations',
+      });
+      const [id] = (await cluster.cli('zrange', 'nsro:procs', '0', '-1')).split('\n');
+      expect(await slot(`nsro:proc:${id}`)).not.toBe(await slot('nsro:procs'));
+
+      await op.store.enable('lima');
+      const both = await op.store.wait('lima', { timeout: 5000 });
+      expect(both.processes.map((p) => p.pid)).toEqual([process.pid, process.pid]);
+
+      await guards[0]?.close(); // that process stops taking part: no wait counts it any more
+      expect(Number(await cluster.cli('zcard', 'nsro:procs'))).toBe(1);
+      expect((await op.store.wait('lima', { timeout: 5000 })).processes).toHaveLength(1);
+      expect(Number(await cluster.cli('pttl', 'nsro:procs'))).toBeGreaterThan(0);
+      expect(Number(await cluster.cli('pttl', 'nsro:fence:lima'))).toBeGreaterThan(0);
+    } finally {
+      await cluster.cli('del', 'nsro:state:lima');
+      for (const guard of guards) await guard.close();
+      for (const p of [...processes, op]) {
+        await p.store.close();
+        p.client.disconnect();
+      }
     }
   });
 });

@@ -599,14 +599,17 @@ describe('the migration fence is opt-in', () => {
     const prefix = `optin-${process.pid}:`;
     const client = await connectClient(keyspace.port);
     const store = new RedisStateStore({ redis: client, prefix, heartbeatTtl: 200 });
-    // Every command on a process key (the heartbeat's SET, its DEL) shows up on this channel.
+    // Every command on a process key (the heartbeat writing its `<prefix>proc:<id>`, its DEL)
+    // and on any registry key beside it shows up on this channel.
     const events: string[] = [];
     const watcher = await connectClient(keyspace.port);
     watcher.on('pmessage', (_pattern: string, channel: string, event: string) => {
       events.push(`${channel} ${event}`);
     });
-    await watcher.psubscribe(`__keyspace@0__:${prefix}proc:*`);
-    const processKeys = () => keyspace.cli('keys', `${prefix}proc:*`);
+    await watcher.psubscribe(`__keyspace@0__:${prefix}proc*`);
+    const processKeys = async () =>
+      (await keyspace.cli('keys', `${prefix}proc*`)).split('\n').filter((k) => k.length > 0);
+    const ownKeys = async () => (await processKeys()).filter((k) => k.startsWith(`${prefix}proc:`));
 
     try {
       const { app, guard, handled } = guardedApp(express5, { store });
@@ -616,20 +619,22 @@ describe('the migration fence is opt-in', () => {
       expect(handled).toHaveLength(1);
       // Several heartbeat periods (heartbeatTtl / 4 = 50 ms) later, still nothing.
       await new Promise((resolve) => setTimeout(resolve, 400));
-      expect(await processKeys()).toBe('');
+      expect(await processKeys()).toEqual([]);
       expect(events).toEqual([]);
       expect(await guard.runWrite('acme', () => 'ran')).toBe('ran');
       await guard.close();
 
       const fenced = namespaceReadOnly({ store, fence: true });
-      await waitFor(async () => (await processKeys()).startsWith(`${prefix}proc:`), {
+      await waitFor(async () => (await ownKeys()).length > 0, {
         what: 'the fenced guard to register',
       });
-      expect((await processKeys()).split('\n')).toHaveLength(1);
-      await waitFor(() => events.length > 0, { what: 'a heartbeat on the process key' });
-      expect(events[0]).toMatch(new RegExp(`^__keyspace@0__:${prefix}proc:\\S+ set$`));
+      expect(await ownKeys()).toHaveLength(1);
+      const beat = new RegExp(`^__keyspace@0__:${prefix}proc:\\S+ set$`);
+      await waitFor(() => events.some((e) => beat.test(e)), {
+        what: 'a heartbeat on the process key',
+      });
       await fenced.close();
-      expect(await processKeys()).toBe('');
+      expect(await processKeys()).toEqual([]);
     } finally {
       await store.delete('other');
       await store.close();

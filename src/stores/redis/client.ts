@@ -24,6 +24,15 @@ export async function scanAll(redis: RedisClient, pattern: string): Promise<stri
   return [...keys];
 }
 
+/** The values of `keys` in order: one MGET, or one GET per key on a Cluster (keys in any slot). */
+export async function getEach(
+  redis: RedisClient,
+  keys: readonly string[],
+): Promise<(string | null)[]> {
+  if (keys.length === 0) return [];
+  return isCluster(redis) ? Promise.all(keys.map((k) => redis.get(k))) : redis.mget(...keys);
+}
+
 /** Runs a MULTI and fails when it was aborted or any command in it failed. */
 export async function exec(multi: ReturnType<Redis['multi']>): Promise<unknown[]> {
   const replies = await multi.exec();

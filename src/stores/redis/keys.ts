@@ -9,7 +9,8 @@
  *   <prefix>changes      channel: a store's set/delete announces the namespace it changed
  *   <prefix>fence        channel: an operator's wait asks live processes to acknowledge
  *   <prefix>fence:<ns>   hash: the wait's epoch counter and each process's acknowledgement
- *   <prefix>proc:<id>    a live guarding process, kept alive by its heartbeat TTL
+ *   <prefix>procs        sorted set: every registered process's id, scored with its lease's end
+ *   <prefix>proc:<id>    a registered process's details (JSON), kept alive by its heartbeat TTL
  */
 
 export const DEFAULT_PREFIX = 'nsro:';
@@ -23,8 +24,8 @@ export class RedisKeys {
   readonly fenceChannel: string;
   /** SCAN pattern for every state key. */
   readonly statePattern: string;
-  /** SCAN pattern for every live process. */
-  readonly processPattern: string;
+  /** The registry of live processes (sorted set: id scored with its lease's end). */
+  readonly processes: string;
   /** The set of namespaces that have a state key. */
   readonly index: string;
 
@@ -34,7 +35,7 @@ export class RedisKeys {
     this.changes = `${prefix}changes`;
     this.fenceChannel = `${prefix}fence`;
     this.statePattern = `${escapeGlob(this.#state)}*`;
-    this.processPattern = `${escapeGlob(prefix)}proc:*`;
+    this.processes = `${prefix}procs`;
     this.index = `${prefix}index`;
   }
 
