@@ -84,11 +84,12 @@ async function connections(): Promise<number> {
   return Number(m[1]);
 }
 
+/** Every key under the prefix but the index, which lists the namespaces that have a state. */
 function nsroKeys(): Promise<string[]> {
   return redis.cli('KEYS', 'nsro:*').then((out) =>
     out
       .split('\n')
-      .filter((k) => k !== '')
+      .filter((k) => k !== '' && k !== 'nsro:index')
       .sort(),
   );
 }
@@ -135,6 +136,7 @@ describe('enable', () => {
     expect(await redis.cli('GET', 'nsro:state:acme')).toBe('maintenance');
     expect(await redis.cli('TTL', 'nsro:state:acme')).toBe('-1');
     expect(await nsroKeys()).toEqual(['nsro:state:acme']);
+    expect(await redis.cli('SMEMBERS', 'nsro:index')).toBe('acme');
   });
 
   it('`--for 30m --message --reason` writes JSON with a 30-minute key TTL', async () => {
