@@ -114,7 +114,7 @@ export class Pipeline {
       if (isReadMethod(method) && !this.readStartsWrite(req)) return next();
       // Nothing is in maintenance, and no fence needs the write's namespace for its count: the
       // verdict admits every write then, whatever its target, so the target is not even parsed.
-      if (this.registration === null && this.store.anyClosed?.() === false) return next();
+      if (this.registration === null && this.anyClosed() === false) return next();
 
       const raw = routerPathname(req);
       const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
@@ -219,7 +219,7 @@ export class Pipeline {
   private cannotTell(request: Pending, unknowable: Unknowable, routable = true): void {
     request.unknowable = unknowable;
     if (!routable) request.route = null;
-    const known = this.store.anyClosed?.();
+    const known = this.anyClosed();
     if (!(known instanceof Promise)) {
       request.nothingClosed = known === false;
       return this.decide(request);
@@ -252,6 +252,12 @@ export class Pipeline {
     request.own = own;
     request.instance = instance;
     this.decide(request);
+  }
+
+  /** The store's `anyClosed()`, whose promise, if it returns one, can never reject unhandled. */
+  private anyClosed(): boolean | Promise<boolean | undefined> | undefined {
+    const known = this.store.anyClosed?.();
+    return known instanceof Promise ? known.catch(() => undefined) : known;
   }
 
   /** Asks the verdict, logs it, and carries it out. */

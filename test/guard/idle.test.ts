@@ -143,6 +143,25 @@ describe('stores that cannot say whether anything is closed', () => {
     expect(res.headers['x-namespace-read-only']).toBe('?');
     expect(handled).toEqual([]);
   });
+
+  it('a rejected promise counts as "may be", and is never an unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    try {
+      const { store } = customStore(() => Promise.reject(new Error('store down')));
+      const { app, handled } = guardedApp(express, { store });
+      // A write it can attribute asks anyClosed() too (the idle shortcut), then its own state.
+      expect((await send(app, 'POST', '/acme/x')).status).toBe(200);
+      const res = await send(app, method, path);
+      expect(res.status).toBe(503);
+      expect(handled).toHaveLength(1);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', record);
+    }
+  });
 });
 
 describe('the construction warning about resolveId', () => {
