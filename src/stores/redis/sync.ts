@@ -210,6 +210,7 @@ export class Sync {
   }
 
   #connected(): void {
+    if (this.#closed) return;
     this.#listening = true;
     if (this.#cause === 'not-configured') {
       this.#firstSettled();
@@ -221,6 +222,7 @@ export class Sync {
   }
 
   #lost(): void {
+    if (this.#closed) return;
     this.#listening = false;
     this.#generation++;
     this.#canarySentAt = null;
