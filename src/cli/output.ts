@@ -28,6 +28,9 @@ export function describeState(
 
 export function describeFence(result: WaitResult): string {
   const ns = result.namespace;
+  if (result.processes.length === 0) {
+    return `${ns}: fenced: no live process takes part in the fence (guards opt in with fence: true)`;
+  }
   return `${ns}: fenced: ${result.processes.length} live process(es) acknowledged in ${result.ms} ms; no admitted write to ${ns} is still running`;
 }
 

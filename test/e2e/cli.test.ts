@@ -233,6 +233,15 @@ describe('enable', () => {
     expect(r.code).toBe(0);
     expect(await redis.cli('GET', 'nsro:state:acme')).toBe('maintenance');
   });
+
+  it('`enable acme --wait` with no guard in the fence says so and returns at once', async () => {
+    const r = await nsro(['enable', 'acme', '--wait']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      'acme: fenced: no live process takes part in the fence (guards opt in with fence: true)',
+    );
+    expect(await redis.cli('GET', 'nsro:state:acme')).toBe('maintenance');
+  });
 });
 
 describe('disable, status, list', () => {
