@@ -9,7 +9,10 @@ import { INSTANCE, type NamespaceState } from '../state/values.js';
  * verdict goes out.
  */
 
-/** A target that cannot be trusted: the write is refused without reading any state. */
+/**
+ * A target that cannot be trusted: while anything may be in maintenance, the write is refused
+ * without reading any state.
+ */
 export interface Unknowable {
   readonly reason: 'invalid-namespace' | 'unresolvable-id';
   /** Why, for the log (`undecodable`, `dot-segment`, `no resolveId option`...). */

@@ -33,7 +33,7 @@ export interface StateStore {
    */
   close?(): Promise<void>;
   /**
-   * Called once by each guard using the store: a store that supports the migration fence
+   * Called once by each guard created with `fence: true`: a store that supports the migration fence
    * registers the process and acknowledges fences once `inflight` (the guard's admitted writes)
    * has drained.
    */
