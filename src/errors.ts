@@ -196,8 +196,21 @@ export class RedisUnreachableError extends Error {
   }
 }
 
+/**
+ * A received value that must not appear in an error message (a secret): `describe()` shows only
+ * this description of it, e.g. "a string of 12 characters (not shown)".
+ */
+export class Redacted {
+  readonly description: string;
+
+  constructor(description: string) {
+    this.description = description;
+  }
+}
+
 /** A short, safe rendering of a received value for an error message. */
 export function describe(value: unknown): string {
+  if (value instanceof Redacted) return value.description;
   if (typeof value === 'string')
     return JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value);
   if (typeof value === 'function') return 'a function';
