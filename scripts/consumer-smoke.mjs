@@ -24,6 +24,7 @@ const EXPORTS = [
   'gitlabRoutes',
   'gitlabAllowlist',
   'NamespaceReadOnlyError',
+  'createBypassToken',
 ];
 const BUILD_OUTPUTS = ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts'];
 

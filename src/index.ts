@@ -1,5 +1,6 @@
 /** The public surface: everything a user imports, and nothing else. */
 
+export { type BypassTokenOptions, createBypassToken } from './bypass/token.js';
 export {
   FenceTimeoutError,
   NamespaceNameError,
