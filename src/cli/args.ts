@@ -1,4 +1,6 @@
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { MAX_TTL, MIN_SECRET_LENGTH } from '../bypass/token.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_WAIT_TIMEOUT } from '../fence/wait.js';
 import { namespaceKey } from '../request/namespace-name.js';
@@ -22,6 +24,11 @@ Commands:
   disable <ns>
   status [<ns>]        state, message and time left (all namespaces without <ns>)
   list                 every namespace with a state
+  token <ns> --for <duration> [--secret-file <path>]
+                       print a bypass token that lets requests write to <ns> while it
+                       is in maintenance; the secret comes from $NSRO_BYPASS_SECRET or
+                       the first line of --secret-file, never from an argument.
+                       Needs no Redis.
   Use '*' as <ns> for the whole instance.
 
 Options:
@@ -41,6 +48,7 @@ export interface Values {
   readonly timeout?: string | undefined;
   readonly redis?: string | undefined;
   readonly prefix?: string | undefined;
+  readonly 'secret-file'?: string | undefined;
   readonly help?: boolean | undefined;
 }
 
@@ -51,6 +59,7 @@ export interface Parsed {
 }
 
 export function parse(argv: string[]): Parsed {
+  refuseSecretArgument(argv);
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
@@ -66,6 +75,7 @@ export function parse(argv: string[]): Parsed {
         timeout: { type: 'string' },
         redis: { type: 'string' },
         prefix: { type: 'string' },
+        'secret-file': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -73,7 +83,14 @@ export function parse(argv: string[]): Parsed {
     throw new UsageError((error as Error).message);
   }
   const [command = '', namespace, ...extra] = parsed.positionals;
-  if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`);
+  if (extra.length > 0) {
+    // Not echoed for `token`: a stray argument there may well be the secret.
+    throw new UsageError(
+      command === 'token'
+        ? 'token takes one namespace and no other argument (the secret comes from $NSRO_BYPASS_SECRET or --secret-file)'
+        : `unexpected argument: ${extra[0]}`,
+    );
+  }
   return { command, namespace, values: parsed.values as Values };
 }
 
@@ -189,4 +206,100 @@ export function waitTimeout(values: Values, waiting: boolean): number | null {
     return null;
   }
   return values.timeout === undefined ? DEFAULT_WAIT_TIMEOUT : parseDuration(values.timeout);
+}
+
+/**
+ * A secret on the command line is readable by every local user (`ps`, `/proc`) and stays in
+ * shell history, so `--secret` is refused with that explanation rather than as an unknown option.
+ */
+function refuseSecretArgument(argv: readonly string[]): void {
+  for (const arg of argv) {
+    if (arg === '--') return;
+    if (arg === '--secret' || arg.startsWith('--secret=')) {
+      throw new UsageError(
+        '--secret is refused: a secret on the command line is visible to other users (ps) and kept in shell history; set NSRO_BYPASS_SECRET or use --secret-file <path>',
+      );
+    }
+  }
+}
+
+/** The environment variable that holds the secret `token` signs with. */
+export const SECRET_ENV = 'NSRO_BYPASS_SECRET';
+
+/** Bytes of a `--secret-file` read: its first line is all that counts. */
+const SECRET_FILE_BYTES = 4096;
+
+/**
+ * The secret `token` signs with: the first line of `--secret-file` (trimmed), else
+ * `$NSRO_BYPASS_SECRET` as it is (an empty one counts as unset). No message shows it.
+ */
+export function bypassSecret(file: string | undefined, env: string | undefined): string {
+  let secret: string;
+  let source: string;
+  if (file !== undefined) {
+    source = `the first line of --secret-file ${JSON.stringify(file)}`;
+    secret = firstLine(file);
+  } else if (env !== undefined && env !== '') {
+    source = SECRET_ENV;
+    secret = env;
+  } else {
+    throw new UsageError(
+      `token needs a secret: set ${SECRET_ENV} or use --secret-file <path> (never an argument)`,
+    );
+  }
+  if (secret.length < MIN_SECRET_LENGTH) {
+    throw new UsageError(
+      `the secret in ${source} is ${secret.length === 0 ? 'empty' : `${secret.length} characters long`}; it needs at least ${MIN_SECRET_LENGTH} (e.g. from \`openssl rand -base64 32\`)`,
+    );
+  }
+  return secret;
+}
+
+/** The first line of a file, trimmed, reading no more than its first few kilobytes. */
+function firstLine(path: string): string {
+  const buffer = Buffer.alloc(SECRET_FILE_BYTES);
+  let length: number;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      length = readSync(fd, buffer, 0, buffer.length, null);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new UsageError(`cannot read --secret-file ${JSON.stringify(path)} (${code})`);
+  }
+  const text = buffer.toString('utf8', 0, length);
+  const end = text.search(/\r?\n/);
+  if (end === -1 && length === buffer.length) {
+    throw new UsageError(
+      `the first line of --secret-file ${JSON.stringify(path)} is longer than ${SECRET_FILE_BYTES} bytes`,
+    );
+  }
+  return (end === -1 ? text : text.slice(0, end)).trim();
+}
+
+/** How long a token lasts: `--for`, required, at most a year. */
+export function tokenTtl(values: Values): number {
+  for (const name of [
+    'until',
+    'message',
+    'reason',
+    'wait',
+    'timeout',
+    'redis',
+    'prefix',
+  ] as const) {
+    if (values[name] !== undefined) {
+      throw new UsageError(`--${name} does not go with token (it takes --for and --secret-file)`);
+    }
+  }
+  if (values.for === undefined) {
+    throw new UsageError('token needs --for <duration> (a token always expires), e.g. --for 2h');
+  }
+  const ttl = parseDuration(values.for);
+  if (ttl > MAX_TTL)
+    throw new UsageError(`--for ${values.for} is too long for a token (at most 365d)`);
+  return ttl;
 }

@@ -1,17 +1,31 @@
+import { BypassKeys, mintBypassToken } from '../bypass/token.js';
 import { UsageError } from '../errors.js';
 import type { RedisStateStore } from '../stores/redis/store.js';
-import { checkedNamespace, enableEnd, type Parsed, rejectOptions, waitTimeout } from './args.js';
+import {
+  bypassSecret,
+  checkedNamespace,
+  enableEnd,
+  type Parsed,
+  rejectOptions,
+  SECRET_ENV,
+  tokenTtl,
+  waitTimeout,
+} from './args.js';
 import { describeFence, describeState } from './output.js';
 
 /**
  * Each command as a plan: checked in full when it is made (before connecting), then run
- * against the store, whose methods do the work; nothing here writes Redis keys itself.
+ * against the store, whose methods do the work; nothing here writes Redis keys itself. `token`
+ * is the exception: it needs no store, and is made whole by `bypassToken`.
  */
 
 export type Out = (line: string) => void;
 export type Plan = (store: RedisStateStore, out: Out) => Promise<void>;
 
 export function plan({ command, namespace, values }: Parsed, now: number): Plan {
+  if (values['secret-file'] !== undefined && command !== 'token') {
+    throw new UsageError(`--secret-file only goes with token, not ${command}`);
+  }
   switch (command) {
     case 'enable': {
       const ns = checkedNamespace(namespace, command);
@@ -63,6 +77,20 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
       };
     }
     default:
-      throw new UsageError(`unknown command "${command}" (enable, wait, disable, status, list)`);
+      throw new UsageError(
+        `unknown command "${command}" (enable, wait, disable, status, list, token)`,
+      );
   }
+}
+
+/** `token <ns> --for <duration>`: the bypass token to print, made without Redis. */
+export function bypassToken(
+  { namespace, values }: Parsed,
+  now: number,
+  env: Readonly<Record<string, string | undefined>>,
+): string {
+  const ns = checkedNamespace(namespace, 'token');
+  const ttl = tokenTtl(values);
+  const secret = bypassSecret(values['secret-file'], env[SECRET_ENV]);
+  return mintBypassToken(new BypassKeys(secret), ns, ttl, now);
 }

@@ -3,13 +3,14 @@ import { FenceTimeoutError, RedisUnreachableError, UsageError } from '../errors.
 import { DEFAULT_PREFIX } from '../stores/redis/keys.js';
 import { RedisStateStore } from '../stores/redis/store.js';
 import { EXIT, parse, redactUrl, redisUrl, USAGE } from './args.js';
-import { plan } from './commands.js';
+import { bypassToken, plan } from './commands.js';
 import { errorLine } from './output.js';
 
 /**
  * The operator's CLI: `namespace-read-only` (alias `nsro`). Validates everything before it
- * connects, so a typo writes nothing; one line per error, non-zero exit codes (2 for bad
- * input, 1 when Redis cannot be reached or refuses, 3 when a wait times out).
+ * connects (and `token` never connects), so a typo writes nothing; one line per error, non-zero
+ * exit codes (2 for bad input, 1 when Redis cannot be reached or refuses, 3 when a wait times
+ * out).
  */
 
 export { parseDuration } from './args.js';
@@ -26,6 +27,11 @@ export async function main(argv: string[], out = console.log): Promise<number> {
     if (values.help === true || command === '' || command === 'help') {
       out(USAGE);
       return command === '' && values.help !== true ? EXIT.usage : EXIT.ok;
+    }
+    if (command === 'token') {
+      // Signed here, with no connection: minting a token needs no Redis.
+      out(bypassToken(parsed, Date.now(), process.env));
+      return EXIT.ok;
     }
     // Everything is validated before connecting: bad input writes nothing.
     const run = plan(parsed, Date.now());

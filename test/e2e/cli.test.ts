@@ -1,7 +1,9 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { bypassKeys, verifyBypassToken } from '../../src/bypass/token.js';
 import { redisUrl } from '../../src/cli/args.js';
 import { describeState, main, parseDuration } from '../../src/cli/main.js';
 import type { NamespaceState } from '../../src/state/values.js';
@@ -493,6 +495,152 @@ describe('Redis unreachable', () => {
   });
 });
 
+describe('token: a bypass token, printed alone, made without Redis', () => {
+  const SECRET = 'cli-test-secret-0123456789abcdefghijklmnop';
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'nsro-token-'));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** `nsro token ...` with REDIS_URL naming our server, which it must never contact. */
+  async function token(args: string[], env: Record<string, string> = {}) {
+    const before = await connections();
+    const r = await nsro(['token', ...args], {
+      redis: null,
+      env: { REDIS_URL: redis.url, ...env },
+    });
+    expect((await connections()) - before).toBe(connectionStep);
+    return r;
+  }
+
+  it('`token acme --for 30m` with NSRO_BYPASS_SECRET prints one line: a token for acme, for 30 minutes', async () => {
+    const before = Date.now();
+    const r = await token(['acme', '--for', '30m'], { NSRO_BYPASS_SECRET: SECRET });
+    const after = Date.now();
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^v1\.[A-Za-z0-9_.-]+\n$/);
+    const grant = verifyBypassToken(r.stdout.trim(), bypassKeys(SECRET), Date.now());
+    expect(grant?.namespace).toBe('acme');
+    expect(grant?.expiresAt).toBeGreaterThanOrEqual(before + 1_800_000);
+    expect(grant?.expiresAt).toBeLessThanOrEqual(after + 1_800_000);
+    expect(verifyBypassToken(r.stdout.trim(), bypassKeys('x'.repeat(32)), Date.now())).toBeNull();
+  });
+
+  it("`token Acme/Team` is for acme, `token '*'` for the instance", async () => {
+    const env = { NSRO_BYPASS_SECRET: SECRET };
+    const team = await token(['Acme/Team', '--for', '1h'], env);
+    const star = await token(['*', '--for', '1h'], env);
+    const keys = bypassKeys(SECRET);
+    expect(verifyBypassToken(team.stdout.trim(), keys, Date.now())?.namespace).toBe('acme');
+    expect(verifyBypassToken(star.stdout.trim(), keys, Date.now())?.namespace).toBe('*');
+  });
+
+  it('--secret-file: its first line, trimmed, wins over NSRO_BYPASS_SECRET', async () => {
+    const file = join(dir, 'secret');
+    writeFileSync(file, `  ${SECRET}  \nnot this line\n`, { mode: 0o600 });
+    const r = await token(['acme', '--for', '2h', '--secret-file', file], {
+      NSRO_BYPASS_SECRET: 'another-secret-0123456789abcdefghijklmnop',
+    });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout.split('\n')).toHaveLength(2);
+    expect(verifyBypassToken(r.stdout.trim(), bypassKeys(SECRET), Date.now())?.namespace).toBe(
+      'acme',
+    );
+  });
+
+  it.each<[string, string[], Record<string, string>, RegExp]>([
+    [
+      '--secret <value>',
+      ['acme', '--for', '30m', '--secret', 'shh-0123456789abcdefghijklmnopqrstuv'],
+      {},
+      /--secret is refused: a secret on the command line is visible to other users/,
+    ],
+    [
+      '--secret=<value>',
+      ['acme', '--for', '30m', '--secret=shh-0123456789abcdefghijklmnopqrstuv'],
+      { NSRO_BYPASS_SECRET: SECRET },
+      /--secret is refused/,
+    ],
+    [
+      'no secret',
+      ['acme', '--for', '30m'],
+      { NSRO_BYPASS_SECRET: '' },
+      /token needs a secret: set NSRO_BYPASS_SECRET or use --secret-file <path>/,
+    ],
+    [
+      'a short secret',
+      ['acme', '--for', '30m'],
+      { NSRO_BYPASS_SECRET: 'shh-short' },
+      /the secret in NSRO_BYPASS_SECRET is 9 characters long; it needs at least 32/,
+    ],
+    [
+      'the secret as an argument',
+      ['acme', 'shh-0123456789abcdefghijklmnopqrstuv', '--for', '30m'],
+      { NSRO_BYPASS_SECRET: SECRET },
+      /token takes one namespace and no other argument/,
+    ],
+    [
+      'a missing --secret-file',
+      ['acme', '--for', '30m', '--secret-file', '/nonexistent/secret'],
+      { NSRO_BYPASS_SECRET: SECRET },
+      /cannot read --secret-file "\/nonexistent\/secret" \(ENOENT\)/,
+    ],
+    ['no --for', ['acme'], { NSRO_BYPASS_SECRET: SECRET }, /token needs --for <duration>/],
+    [
+      'a bad duration',
+      ['acme', '--for', '3x'],
+      { NSRO_BYPASS_SECRET: SECRET },
+      /bad duration "3x"/,
+    ],
+    [
+      'over a year',
+      ['acme', '--for', '366d'],
+      { NSRO_BYPASS_SECRET: SECRET },
+      /--for 366d is too long for a token/,
+    ],
+    [
+      'a bad namespace',
+      ['bad name', '--for', '30m'],
+      { NSRO_BYPASS_SECRET: SECRET },
+      /invalid namespace name: "bad name"/,
+    ],
+    ['no namespace', [], { NSRO_BYPASS_SECRET: SECRET }, /token needs a namespace/],
+    [
+      'an enable option',
+      ['acme', '--for', '30m', '--message', 'hi'],
+      { NSRO_BYPASS_SECRET: SECRET },
+      /--message does not go with token/,
+    ],
+  ])('%s: exit 2, one line, no token and no secret shown', async (_name, args, env, message) => {
+    const r = await token(args, env);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(ONE_LINE);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).not.toContain('shh');
+    expect(r.stderr).not.toContain(SECRET);
+  });
+
+  it('a short first line of --secret-file is refused, not shown', async () => {
+    const file = join(dir, 'short');
+    writeFileSync(file, 'shh-short\n');
+    const r = await token(['acme', '--for', '30m', '--secret-file', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(ONE_LINE);
+    expect(r.stderr).toContain('is 9 characters long; it needs at least 32');
+    expect(r.stderr).not.toContain('shh');
+  });
+
+  it('--secret-file goes with token only', async () => {
+    const r = await nsro(['status', 'acme', '--secret-file', join(dir, 'secret')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--secret-file only goes with token, not status/);
+  });
+});
+
 describe('main() in process', () => {
   let stderr: string[];
   beforeEach(() => {
@@ -516,6 +664,7 @@ describe('main() in process', () => {
     const help = await run(['--help']);
     expect(help.code).toBe(0);
     expect(help.lines.join('\n')).toMatch(/^Usage: nsro <command>/);
+    expect(help.lines.join('\n')).toContain('token <ns> --for <duration> [--secret-file <path>]');
     expect((await run(['-h'])).code).toBe(0);
     expect((await run(['help'])).code).toBe(0);
     const none = await run([]);
