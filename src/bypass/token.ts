@@ -14,13 +14,16 @@ import { INSTANCE } from '../state/values.js';
  * URL- and cookie-safe. Nothing here logs, and no message ever carries a token or a secret.
  */
 
-/** Shortest secret accepted: 32 random characters are 128 bits or more, and no password is that long by accident. */
+/**
+ * Shortest secret accepted. 32 random characters carry 128 bits or more (hex, base64), and a
+ * secret a person chose is rarely that long; a short one could be guessed offline from a token.
+ */
 export const MIN_SECRET_LENGTH = 32;
 
 /** Longest `ttl`: one year. A token cannot be revoked short of rotating the secret. */
 export const MAX_TTL = 365 * 24 * 3_600_000;
 
-/** Longest string `verifyBypassToken` looks at; a real token is under 450 characters. */
+/** Longest string `verifyBypassToken` looks at; a real token has at most 399 characters. */
 export const MAX_TOKEN_LENGTH = 1024;
 
 /** The derived key's purpose, mixed into it: changing it invalidates every token. */
@@ -144,38 +147,33 @@ export function createBypassToken(options: BypassTokenOptions): string {
   );
 }
 
-/** The store key a token for `namespace` names, or an `OptionsError` naming `option`. */
-export function tokenNamespace(
-  namespace: unknown,
-  option = 'namespace',
-  owner = CREATE_OWNER,
-): string {
+/** The store key a token for `namespace` names (`'Acme/Team'` is `acme`). */
+function tokenNamespace(namespace: unknown): string {
   try {
     return namespaceKey(namespace);
   } catch {
     throw new OptionsError(
-      option,
+      'namespace',
       "a namespace name such as 'acme' or 'acme/team', or '*' for the instance",
       namespace,
-      owner,
+      CREATE_OWNER,
     );
   }
 }
 
-/** `ttl` when it is a whole number of ms from 1 to `MAX_TTL`, else an `OptionsError`. */
-export function checkedTtl(ttl: unknown, option = 'ttl', owner = CREATE_OWNER): number {
+function checkedTtl(ttl: unknown): number {
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TTL) {
     throw new OptionsError(
-      option,
+      'ttl',
       `a whole number of milliseconds from 1 to ${MAX_TTL} (one year)`,
       ttl,
-      owner,
+      CREATE_OWNER,
     );
   }
   return ttl;
 }
 
-/** The token for a checked namespace key and ttl, signed with the signing key. */
+/** The token for a namespace key and a ttl already checked, signed with the signing key. */
 export function mintBypassToken(
   keys: BypassKeys,
   namespace: string,
