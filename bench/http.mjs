@@ -48,7 +48,7 @@ export const SCENARIOS = [
   },
   {
     name: 'guardRedisWriteWarm',
-    what: 'guard, Redis store: POST to a writable namespace, warm cache',
+    what: 'guard, Redis store (defaults: complete copy): POST to a writable namespace, warm',
     server: 'guard-redis',
     request: post('/acme/proj/-/issues'),
     expect: 200,
@@ -56,7 +56,7 @@ export const SCENARIOS = [
   },
   {
     name: 'guardRedisWriteChurn',
-    what: `guard, Redis store: POSTs across ${CHURN_NAMESPACES.toLocaleString('en')} namespaces new to each run (cache churn)`,
+    what: `guard, Redis store (defaults): POSTs across ${CHURN_NAMESPACES.toLocaleString('en')} namespaces new to each run (never seen by the process)`,
     server: 'guard-redis',
     request: post('/acme/proj/-/issues'),
     churn: true,
@@ -128,7 +128,7 @@ let churnRun = 0;
 export async function load(port, scenario, { duration, connections }) {
   const requests = [{ ...scenario.request }];
   if (scenario.churn) {
-    // Every run gets namespaces no earlier run used: the first pass over them misses the cache.
+    // Every run gets namespaces no earlier run used: the first pass over them is new to the server.
     const run = ++churnRun;
     let i = 0;
     requests[0].setupRequest = (req) => {

@@ -1,60 +1,145 @@
 #!/usr/bin/env node
-// Heap held by a RedisStateStore cache filled with N distinct namespaces (default 100,000, the
-// store's default `max`). Run with --expose-gc. The namespaces have no state in Redis (writable:
-// the entries most requests create); names are `group-000001`... (12 characters).
+// Heap held by a RedisStateStore's complete copy of N states (default 100,000): N namespaces IN
+// MAINTENANCE in Redis, loaded by a store with the default options. Run with --expose-gc.
 //
-//   node --expose-gc bench/memory.mjs --redis-port P [--count N]
+//   node --expose-gc bench/memory.mjs --redis-port P [--count N] [--variant plain|ttl|json]
 //
-// "before" is taken before the store is constructed, so the figure includes everything the
-// store allocates for its cache (lru-cache preallocates its index arrays for `max` entries).
-// heapUsed is the figure asked for; arrayBuffers (typed-array backing stores, outside the V8
-// heap) is reported beside it.
+// The states are written first, as an operator's tooling would (SET of the state key plus SADD
+// to the index, pipelined in batches), under a prefix of their own (`nsro-mem:`), and deleted
+// at the end. Names are `group-000001`... (12 characters). The variant says what each key holds:
+//
+//   plain  `maintenance`, no TTL: every entry shares one parsed state (the replica interns
+//          parsed states per raw value)
+//   ttl    `maintenance` with a key TTL of an hour: each entry has a state of its own (with its
+//          `expiresAt`) and is also in the set of states that can run out
+//   json   a JSON object with a message naming the namespace: every raw value distinct, so
+//          nothing is shared
+//
+// Three heap readings, each after full garbage collections: before any store exists; after an
+// EMPTY store (a prefix with no state) has started and finished its first sync (what any store
+// costs: its connections, its per-key cache's preallocated arrays, timers); and after the store
+// under test has loaded the N states (`ready()`, then mode `complete` with `states` === N).
+// `heapUsedBytes` is the store under test alone (third minus second reading); `bytesPerState`
+// divides it by N; `emptyStoreBytes` is the fixed cost. Transients of the load (the load
+// script's reply, the SCAN's key list) are gone by then. arrayBuffers (typed-array backing
+// stores, outside the V8 heap) is reported beside heapUsed.
 
 import { parseArgs } from 'node:util';
 import { RedisStateStore } from 'namespace-read-only';
 import { connectDataClient } from './lib/redis.mjs';
 
 const { values } = parseArgs({
-  options: { 'redis-port': { type: 'string' }, count: { type: 'string', default: '100000' } },
+  options: {
+    'redis-port': { type: 'string' },
+    count: { type: 'string', default: '100000' },
+    variant: { type: 'string', default: 'plain' },
+  },
 });
 const count = Number(values.count);
+const variant = values.variant;
+if (!['plain', 'ttl', 'json'].includes(variant)) throw new Error(`--variant: unknown ${variant}`);
 if (typeof globalThis.gc !== 'function') throw new Error('run with node --expose-gc');
 
-function settle() {
-  for (let i = 0; i < 4; i++) globalThis.gc();
+const PREFIX = 'nsro-mem:';
+const EMPTY_PREFIX = 'nsro-mem-empty:';
+const BATCH = 5000;
+const name = (i) => `group-${String(i).padStart(6, '0')}`;
+
+/**
+ * Full collections with turns of the event loop between them: what a finished command leaves
+ * (its promise, the client's reply buffers) is released only once the loop has turned.
+ */
+async function settle() {
+  for (let i = 0; i < 4; i++) {
+    await new Promise((done) => setTimeout(done, 20));
+    globalThis.gc();
+  }
   return process.memoryUsage();
 }
 
-const redis = await connectDataClient(values['redis-port']);
-await redis.ping();
-
-const before = settle();
-const store = new RedisStateStore({ redis, subscribe: false, ttl: 600_000 });
-const CHUNK = 1000;
-for (let start = 0; start < count; start += CHUNK) {
-  const reads = [];
-  for (let i = start; i < Math.min(count, start + CHUNK); i++) {
-    reads.push(store.get(`group-${String(i).padStart(6, '0')}`));
+async function clear(redis, prefix) {
+  for (;;) {
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length === 0) return;
+    for (let i = 0; i < keys.length; i += BATCH) await redis.unlink(...keys.slice(i, i + BATCH));
   }
-  await Promise.all(reads);
 }
-const after = settle();
-const cached = store.status().cached;
-if (cached !== count) throw new Error(`memory: ${cached} namespaces cached, expected ${count}`);
-// Still reachable here, so the GC above could not have taken it.
-store.peek('group-000000');
 
-const heapUsedBytes = after.heapUsed - before.heapUsed;
-const arrayBuffersBytes = after.arrayBuffers - before.arrayBuffers;
+/** Polls until the store holds `states` states in the complete mode (the first sync may end degraded on a slow load). */
+async function loaded(store, states, timeoutMs = 60_000) {
+  await store.ready();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = store.status();
+    if (status.mode === 'complete' && status.states === states) return status;
+    if (Date.now() > deadline) {
+      throw new Error(`memory: store not loaded: ${JSON.stringify(status)}, expected ${states}`);
+    }
+    await new Promise((done) => setTimeout(done, 20));
+  }
+}
+
+const redis = await connectDataClient(values['redis-port']);
+await clear(redis, PREFIX);
+await clear(redis, EMPTY_PREFIX);
+
+const writeStart = performance.now();
+for (let start = 0; start < count; start += BATCH) {
+  const pipeline = redis.pipeline();
+  const names = [];
+  for (let i = start; i < Math.min(count, start + BATCH); i++) {
+    const ns = name(i);
+    names.push(ns);
+    const key = `${PREFIX}state:${ns}`;
+    if (variant === 'plain') pipeline.set(key, 'maintenance');
+    else if (variant === 'ttl') pipeline.set(key, 'maintenance', 'PX', 3_600_000);
+    else {
+      pipeline.set(
+        key,
+        JSON.stringify({ state: 'maintenance', message: `Migrating ${ns} to the new cluster` }),
+      );
+    }
+  }
+  pipeline.sadd(`${PREFIX}index`, ...names);
+  const replies = await pipeline.exec();
+  const failed = replies?.find(([error]) => error !== null);
+  if (failed !== undefined) throw failed[0];
+}
+const writeMs = performance.now() - writeStart;
+
+const before = await settle();
+const empty = new RedisStateStore({ redis, prefix: EMPTY_PREFIX });
+await loaded(empty, 0);
+const middle = await settle();
+const loadStart = performance.now();
+const store = new RedisStateStore({ redis, prefix: PREFIX });
+const status = await loaded(store, count);
+const loadMs = performance.now() - loadStart;
+const after = await settle();
+// Both still reachable here, so the GCs above could not have taken them.
+if (store.peek(name(0))?.state !== 'maintenance' || empty.peek(name(0)) !== null) {
+  throw new Error('memory: the stores do not answer as loaded');
+}
+if (store.anyClosed() !== true) throw new Error('memory: anyClosed() is not true');
+
+const heapUsedBytes = after.heapUsed - middle.heapUsed;
+await store.close();
+await empty.close();
+await clear(redis, PREFIX);
+redis.disconnect();
 console.log(
   JSON.stringify({
     count,
-    cached,
+    variant,
+    states: status.states,
+    mode: status.mode,
     heapUsedBytes,
-    arrayBuffersBytes,
-    bytesPerNamespace: Math.round(heapUsedBytes / count),
+    bytesPerState: Math.round(heapUsedBytes / count),
+    arrayBuffersBytes: after.arrayBuffers - middle.arrayBuffers,
+    emptyStoreBytes: middle.heapUsed - before.heapUsed,
+    emptyStoreArrayBuffersBytes: middle.arrayBuffers - before.arrayBuffers,
     rssBytes: after.rss - before.rss,
+    writeMs: Math.round(writeMs),
+    loadMs: Math.round(loadMs),
   }),
 );
-await store.close();
-redis.disconnect();

@@ -1,21 +1,27 @@
 #!/usr/bin/env node
 // One application process of the propagation benchmark: Express 5 with the guard on a
 // RedisStateStore, listening on 127.0.0.1, plus a probe that asks the same guard about a write
-// (`POST /prop/proj/-/issues`) every millisecond and reports each change of its answer to the
-// parent over IPC, stamped with the wall-clock time the answer was known.
+// (`POST /prop/proj/-/issues`) every millisecond and reports each change of its answer (admitted
+// or refused with 503: what "obeyed" means here) to the parent over IPC, stamped with the
+// wall-clock time the answer was known. The probe's period bounds the stamp's resolution (1 ms,
+// plus whatever delays this process's event loop).
 //
 //   node bench/prop-app.mjs --redis-port P --mode push|ttl [--ttl MS]
 //
-// push: the defaults (subscriber, keyspace notifications, pushTtl 30 s);
-// ttl:  `subscribe: false` and a short `ttl`: changes are seen only when an entry expires.
+// push: the quick start exactly: `new RedisStateStore({ redis: new Redis(url) })`, every option
+//       at its default: the complete copy, kept current by push (the store turns keyspace
+//       notifications on with CONFIG SET when the server has them off) and proven by the canary.
+//       Refuses to start unless the store is `complete`.
+// ttl:  `subscribe: false` and a short `ttl`: the degraded mode, changes seen only when a
+//       per-key entry expires (for comparison).
 
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import express from 'express';
+import { Redis } from 'ioredis';
 import { namespaceReadOnly, RedisStateStore } from 'namespace-read-only';
 import parseurl from 'parseurl';
-import { wallNow } from './lib/common.mjs';
-import { connectDataClient } from './lib/redis.mjs';
+import { HOST, wallNow } from './lib/common.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -25,22 +31,26 @@ const { values } = parseArgs({
   },
 });
 
-const redis = await connectDataClient(values['redis-port']);
+const redis = new Redis(`redis://${HOST}:${values['redis-port']}`);
+redis.on('error', () => undefined);
 const store =
   values.mode === 'ttl'
     ? new RedisStateStore({ redis, subscribe: false, ttl: Number(values.ttl) })
     : new RedisStateStore({ redis });
 const guard = namespaceReadOnly({ store });
 const status = await store.ready();
-if (values.mode !== 'ttl' && !status.keyspaceEvents) {
-  throw new Error(`prop-app: keyspace notifications not in use: ${JSON.stringify(status)}`);
+const expected = values.mode === 'ttl' ? 'degraded' : 'complete';
+if (status.mode !== expected) {
+  throw new Error(`prop-app: expected mode ${expected}, got ${JSON.stringify(status)}`);
 }
 
 const app = express();
 app.use(guard);
 app.post('/:ns/:project/-/issues', (_req, res) => res.json({ ok: true }));
+// Bench instrumentation (`-` names no namespace): the store's status, for the parent's checks.
+app.get('/-/bench/store-status', (_req, res) => res.json({ status: store.status() }));
 const server = http.createServer(app);
-await new Promise((done) => server.listen(0, '127.0.0.1', done));
+await new Promise((done) => server.listen(0, HOST, done));
 
 // The probe: a write as the router would hand it to the guard, fresh each time.
 const url = '/prop/proj/-/issues';
@@ -75,14 +85,19 @@ setInterval(probe, 1);
 probe();
 while (blocked === null) await new Promise((done) => setTimeout(done, 5));
 
-console.log(`READY ${JSON.stringify({ port: server.address().port, pid: process.pid, blocked })}`);
+console.log(
+  `READY ${JSON.stringify({ port: server.address().port, pid: process.pid, blocked, mode: status.mode })}`,
+);
 
 const shutdown = () => {
   server.close();
-  void guard.close().finally(() => {
-    redis.disconnect();
-    process.exit(0);
-  });
+  void guard
+    .close()
+    .then(() => store.close())
+    .finally(() => {
+      redis.disconnect();
+      process.exit(0);
+    });
   setTimeout(() => process.exit(0), 2000).unref();
 };
 process.on('SIGTERM', shutdown);

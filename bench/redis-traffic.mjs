@@ -1,31 +1,43 @@
 // Redis traffic caused by the guard, counted by the server itself (INFO commandstats):
-// commands per request in steady state, and the reads a stampede of concurrent writes to one
-// cold namespace causes.
+// commands per request in steady state on the Redis store's complete mode (warm, and churn:
+// requests naming namespaces the server has never seen), and the reads a stampede of concurrent
+// writes to one cold namespace causes (none in the complete mode; one in the degraded mode).
 
 import http from 'node:http';
-import { load, SCENARIOS } from './http.mjs';
+import { CHURN_NAMESPACES, load, SCENARIOS } from './http.mjs';
 import { HOST, round } from './lib/common.mjs';
 import { applicationCommands, commandCalls, sum, watchCommands } from './lib/redis.mjs';
 
+async function storeStatus(port) {
+  const res = await fetch(`http://${HOST}:${port}/-/bench/store-status`);
+  return (await res.json()).status;
+}
+
 /**
  * Loads the `guard-redis` server with `scenario` for `duration` seconds between a reset and a
- * read of the counters. The server also renews its migration-fence registration on a timer
- * (a script on `nsro:procs` every heartbeatTtl / 4): MONITOR tells those apart, so that
- * `perRequest` counts only what requests caused.
+ * read of the counters. The store also works on its own timers, whatever the requests: the
+ * canary every `canaryInterval` (1 s) and the re-verification every `resyncInterval` (60 s), and
+ * the fence heartbeat when a guard opts into the fence (the benchmarks' guards do not). MONITOR
+ * tells those apart, so that `perRequest` counts only what requests caused. `mode` is the
+ * store's mode after the run: `complete` all along is what makes 0 the expected answer.
  */
 async function measure(redis, port, scenario, { duration, connections }) {
   await redis.cli('config', 'resetstat');
   const watch = await watchCommands(redis.port);
+  const modeBefore = (await storeStatus(port))?.mode;
   const run = await load(port, scenario, { duration, connections });
+  const status = await storeStatus(port);
   const commands = applicationCommands(await commandCalls(redis));
-  const { heartbeats, other } = await watch.stop();
-  const background = sum(heartbeats);
-  const caused = Math.max(0, sum(commands) - background);
+  const { background, heartbeats, other } = await watch.stop();
+  const caused = Math.max(0, sum(commands) - sum(background));
   return {
     requests: run.requests,
     statuses: run.statuses,
     seconds: duration,
+    mode: modeBefore === status?.mode ? status?.mode : `${modeBefore} -> ${status?.mode}`,
+    states: status?.states,
     commands,
+    background,
     heartbeats,
     requestCommands: other,
     perRequest: run.requests > 0 ? caused / run.requests : Number.NaN,
@@ -39,10 +51,15 @@ export async function warmCommands(redis, port, options) {
   return measure(redis, port, scenario, options);
 }
 
-/** Churn: commands per request while every request of a run names a namespace new to it. */
+/**
+ * Churn: commands per request while every request of a run names a namespace the server has
+ * never seen (CHURN_NAMESPACES of them per run, in turn; `distinctNamespaces` says how many a
+ * run reached). In the complete mode each is decided from the copy: absent means writable.
+ */
 export async function churnCommands(redis, port, options) {
   const scenario = SCENARIOS.find((s) => s.name === 'guardRedisWriteChurn');
-  return measure(redis, port, scenario, options);
+  const out = await measure(redis, port, scenario, options);
+  return { ...out, distinctNamespaces: Math.min(out.requests, CHURN_NAMESPACES) };
 }
 
 function send(agent, port, method, path) {
@@ -81,14 +98,21 @@ let trial = 0;
  * established sockets; the counters are reset just before. With `maintenance`, the namespace
  * has a state (the read is then MGET + PTTL) and every write must be refused.
  *
- * Left alone, Redis answers the first read in well under a millisecond, while Express takes a
- * few hundred to take in 1,000 requests: most writes then find the entry already filled, which
- * shows no stampede but does not test one. With `holdMs`, Redis is held still (CLIENT PAUSE
- * ALL) while the writes arrive — a slow Redis, the case where a stampede hurts — so that every
- * write misses the cache while the first read is still out (`waitedForRead` counts them). That
- * needs a server whose read budget outlasts the pause (`guard-redis-patient`).
+ * On the complete mode (`guard-redis`) no write reads Redis: the answer is 0 reads. On the
+ * degraded mode (`guard-redis-degraded`, per-key reads) left alone, Redis answers the first
+ * read in well under a millisecond, while Express takes a few hundred to take in 1,000
+ * requests: most writes then find the entry already filled, which shows no stampede but does
+ * not test one. With `holdMs`, Redis is held still (CLIENT PAUSE ALL) while the writes arrive —
+ * a slow Redis, the case where a stampede hurts — so that every write misses the cache while
+ * the first read is still out (`waitedForRead` counts them). That needs the degraded server,
+ * whose read budget outlasts the pause; never hold Redis under a complete store that is still
+ * needed (a pause of half its `canaryInterval` or more can hold its canary back and degrade it).
  */
-export async function stampede(redis, port, { writes, maintenance = false, holdMs = 0 }) {
+export async function stampede(
+  redis,
+  port,
+  { writes, maintenance = false, holdMs = 0, mode = 'degraded' },
+) {
   trial++;
   const namespace = `stampede-${maintenance ? 'm' : 'w'}-${process.pid}-${trial}`;
   if (maintenance) await redis.cli('set', `nsro:state:${namespace}`, 'maintenance');
@@ -119,6 +143,7 @@ export async function stampede(redis, port, { writes, maintenance = false, holdM
     const expect = maintenance ? 503 : 200;
     return {
       namespace,
+      mode,
       writes,
       holdMs,
       sockets,

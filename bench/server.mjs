@@ -4,9 +4,14 @@
 //
 //   baseline      nothing (bare Express 5); `baseline-b` is a second, identical process
 //   guard-memory  namespaceReadOnly() with its in-memory store; `frozen` is in maintenance
-//   guard-redis   namespaceReadOnly({ store: RedisStateStore }) on --redis-port (defaults:
-//                 ttl 1 s, pushTtl 30 s, subscriber + keyspace notifications)
-//   guard-redis-patient  the same with `timeout: 2000`, for the stampede (see redis-traffic.mjs)
+//   guard-redis   namespaceReadOnly({ store: new RedisStateStore({ redis }) }) on --redis-port,
+//                 every option at its default, as in the quick start: the complete copy of every
+//                 state, kept by push (the store turns keyspace notifications on itself) and
+//                 proven by the canary; no migration fence (a guard registers only with
+//                 `fence: true`). Refuses to start unless the store is `complete`.
+//   guard-redis-degraded  the Redis store in its degraded mode (`keyspaceEvents: 'off'`: per-key
+//                 reads, cached for `ttl`) with `timeout: 2000`, for the stampede (see
+//                 redis-traffic.mjs): the only mode in which a request can cause a Redis read
 //   rate-limit    express-rate-limit with its memory store (limit high enough never to refuse)
 //   noop          one middleware that only calls next(): what any middleware layer costs
 //
@@ -36,9 +41,14 @@ let redis = null;
 let guard = null;
 let storeGets = 0;
 
+let store = null;
+
 // Bench instrumentation: `-` is a reserved top-level word, so this path names no namespace.
 app.get('/-/bench/store-gets', (_req, res) => {
   res.json({ storeGets });
+});
+app.get('/-/bench/store-status', (_req, res) => {
+  res.json({ status: store?.status() ?? null });
 });
 switch (config) {
   case 'baseline':
@@ -49,25 +59,29 @@ switch (config) {
     await guard.store.set('frozen', 'maintenance');
     break;
   case 'guard-redis':
-  case 'guard-redis-patient': {
+  case 'guard-redis-degraded': {
     redis = await connectDataClient(values['redis-port']);
-    // `patient`: a 2 s read budget instead of 100 ms, for the stampede that holds Redis still.
-    const store = new RedisStateStore({
+    const degraded = config === 'guard-redis-degraded';
+    // `degraded`: per-key reads with a 2 s read budget instead of 100 ms, for the stampede that
+    // holds Redis still.
+    store = new RedisStateStore({
       redis,
-      ...(config === 'guard-redis-patient' && { timeout: 2000 }),
+      ...(degraded && { keyspaceEvents: 'off', timeout: 2000 }),
     });
-    // Counts the requests that found no fresh entry for their namespace in the cache (the guard
-    // calls `get` only when the synchronous `peek` has no answer; the instance key `*` is not
-    // counted): in a stampede, every one of them waited for Redis.
+    // Counts the requests that found no answer in the store without waiting (the guard calls
+    // `get` only when the synchronous `peek` has none; the instance key `*` is not counted):
+    // in a stampede on the degraded mode, every one of them waited for Redis. The complete
+    // mode's `peek` answers for every namespace, so it never calls `get`.
     const get = store.get.bind(store);
     store.get = (namespace) => {
       if (namespace !== '*') storeGets++;
       return get(namespace);
     };
-    guard = namespaceReadOnly({ store });
+    guard = namespaceReadOnly({ store }); // no `fence: true`: nothing registers or heartbeats
     const status = await store.ready();
-    if (!status.subscribed || !status.keyspaceEvents) {
-      throw new Error(`guard-redis: subscriber not ready: ${JSON.stringify(status)}`);
+    const expected = degraded ? 'degraded' : 'complete';
+    if (status.mode !== expected || !status.subscribed) {
+      throw new Error(`${config}: expected mode ${expected}, got ${JSON.stringify(status)}`);
     }
     break;
   }

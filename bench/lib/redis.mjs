@@ -1,5 +1,8 @@
-// A private, throwaway redis-server on a free loopback port (no persistence, keyspace
-// notifications on), the real redis-cli, and INFO commandstats — as test/helpers/redis.ts does it.
+// A private, throwaway redis-server on a free loopback port, the real redis-cli, and INFO
+// commandstats. The server is stock apart from no persistence: in particular it starts with
+// keyspace notifications OFF (`notify-keyspace-events ""`, Redis's default), as on the quick
+// start, so that every RedisStateStore in the benchmarks has to turn them on itself (its
+// default `keyspaceEvents: 'enable'`, CONFIG SET).
 
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -42,20 +45,7 @@ export async function startRedis() {
     const port = await freePort();
     const child = spawn(
       'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        HOST,
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        dir,
-        '--notify-keyspace-events',
-        'K$gx',
-      ],
+      ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let log = '';
@@ -152,9 +142,16 @@ export function sum(record) {
 
 /**
  * Watches every command the server executes (MONITOR) until `stop()`, which resolves with
- * `{ heartbeats, other }`: commands on the fence registry's keys (`<prefix>procs` and
- * `<prefix>proc:<id>`: the per-process heartbeat script, which runs on a timer, not per request,
- * with the commands it runs) and the rest, each as `{ command: calls }`.
+ * `{ background, heartbeats, other }`, each as `{ command: calls }`:
+ *
+ * - `background`: what a store does on its own timers, not because of requests: the canary
+ *   (a SET of `<prefix>canary:<id>` every `canaryInterval`), the periodic re-verification (the
+ *   load script: an EVAL whose arguments are only the state prefix and the index, with the
+ *   SMEMBERS/GET/PTTL it runs), and the migration fence's heartbeat (`<prefix>procs`,
+ *   `<prefix>proc:<id>`), which exists only when a guard opts in with `fence: true`;
+ * - `heartbeats`: the fence heartbeat's share of `background`, apart (should stay empty: the
+ *   benchmarks run without the fence);
+ * - `other`: everything else, i.e. what requests (or pushes) caused.
  */
 export async function watchCommands(port, prefix = 'nsro:') {
   const { Redis } = await import('ioredis');
@@ -162,11 +159,17 @@ export async function watchCommands(port, prefix = 'nsro:') {
   client.on('error', () => undefined);
   await client.connect();
   const monitor = await client.monitor();
+  const background = {};
   const heartbeats = {};
   const other = {};
+  const statePrefix = `${prefix}state:`;
+  const index = `${prefix}index`;
   // Where the commands of the script running now go (MONITOR lists a script's commands, as
   // source `lua`, right after its EVAL; INFO commandstats counts them too).
-  let script = other;
+  let script = [other];
+  const count = (into, command) => {
+    for (const record of into) record[command] = (record[command] ?? 0) + 1;
+  };
   monitor.on('monitor', (_time, args, source) => {
     const command = String(args[0]).toLowerCase();
     if (BOOKKEEPING.has(command) || command.startsWith('config')) return;
@@ -174,10 +177,15 @@ export async function watchCommands(port, prefix = 'nsro:') {
     if (source !== 'lua') {
       const scripted = command === 'eval' || command === 'evalsha';
       const key = String((scripted ? args[3] : args[1]) ?? '');
-      into = key.startsWith(`${prefix}proc`) ? heartbeats : other;
+      if (key.startsWith(`${prefix}proc`)) into = [background, heartbeats];
+      else if (!scripted && key.startsWith(`${prefix}canary:`)) into = [background];
+      // The re-verification's load script: ARGV is exactly (state prefix, index).
+      else if (scripted && args.length === 5 && key === statePrefix && args[4] === index) {
+        into = [background];
+      } else into = [other];
       if (scripted) script = into;
     }
-    into[command] = (into[command] ?? 0) + 1;
+    count(into, command);
   });
   return {
     stop: async () => {
@@ -185,7 +193,7 @@ export async function watchCommands(port, prefix = 'nsro:') {
       await client.ping().catch(() => undefined);
       monitor.disconnect();
       client.disconnect();
-      return { heartbeats, other };
+      return { background, heartbeats, other };
     },
   };
 }
