@@ -23,6 +23,10 @@
 // divides it by N; `emptyStoreBytes` is the fixed cost. Transients of the load (the load
 // script's reply, the SCAN's key list) are gone by then. arrayBuffers (typed-array backing
 // stores, outside the V8 heap) is reported beside heapUsed.
+//
+// Also reported: what the load cost Redis (INFO commandstats, before and after the store under
+// test started): the load script is one EVAL over every indexed state, during which Redis
+// serves nobody else, and every process runs it when it starts and every `resyncInterval`.
 
 import { parseArgs } from 'node:util';
 import { RedisStateStore } from 'namespace-read-only';
@@ -55,6 +59,16 @@ async function settle() {
     globalThis.gc();
   }
   return process.memoryUsage();
+}
+
+/** `{ command: { calls, usec } }` from INFO commandstats. */
+async function commandStats(redis) {
+  const out = {};
+  for (const line of (await redis.info('commandstats')).split(/\r?\n/)) {
+    const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
+    if (m !== null) out[m[1]] = { calls: Number(m[2]), usec: Number(m[3]) };
+  }
+  return out;
 }
 
 async function clear(redis, prefix) {
@@ -111,10 +125,17 @@ const before = await settle();
 const empty = new RedisStateStore({ redis, prefix: EMPTY_PREFIX });
 await loaded(empty, 0);
 const middle = await settle();
+const statsBefore = await commandStats(redis);
 const loadStart = performance.now();
 const store = new RedisStateStore({ redis, prefix: PREFIX });
 const status = await loaded(store, count);
 const loadMs = performance.now() - loadStart;
+const statsAfter = await commandStats(redis);
+const spent = (command) => {
+  const a = statsAfter[command] ?? { calls: 0, usec: 0 };
+  const b = statsBefore[command] ?? { calls: 0, usec: 0 };
+  return { calls: a.calls - b.calls, ms: Math.round((a.usec - b.usec) / 100) / 10 };
+};
 const after = await settle();
 // Both still reachable here, so the GCs above could not have taken them.
 if (store.peek(name(0))?.state !== 'maintenance' || empty.peek(name(0)) !== null) {
@@ -141,5 +162,8 @@ console.log(
     rssBytes: after.rss - before.rss,
     writeMs: Math.round(writeMs),
     loadMs: Math.round(loadMs),
+    // Redis's own time for the load: the load script (one EVAL, Redis busy throughout) and the
+    // SCAN for keys the index lacks (many short calls).
+    redisLoad: { eval: spent('eval'), scan: spent('scan') },
   }),
 );

@@ -2,7 +2,7 @@
 // The guard's own cost, in process: the middleware function called directly with prepared
 // request objects, next to express-rate-limit's middleware called the same way, in one run.
 //
-//   node bench/micro.mjs --redis-port P [--quick] [--group main|idle] [--case NAME ...]
+//   node bench/micro.mjs --redis-port P [--quick] [--case NAME ...]
 //
 // Prints one JSON line: { cases: { <case>: { nsPerOp, rounds: [...] } }, batch, ... }.
 //
@@ -23,12 +23,10 @@
 // store with nothing in maintenance (a separate key prefix for Redis), where `anyClosed()` is
 // false and the guard admits a write without parsing it: what most writes cost most of the time.
 //
-// The idle cases run in a process of their own (`--group idle`, with `overhead`; npm run bench
-// runs both groups): a process whose guard code has also run the idle branch measured the
-// `main` cases ~150 ns slower (writeWarm ~650-690 ns instead of ~500 on this machine; JIT state,
-// not the work done), and the `main` figures are the ones the targets are for. How much JIT
-// state matters: writeWarm alone after one other case ranged ~450-570 ns depending on which.
-
+// How much JIT state matters, on the 2-core machine the results come from: the same script
+// gave writeWarm ~500 ns in some runs and ~630-700 ns in others (bimodal, whatever the other
+// cases), and ~450-570 ns in a process that ran only one other case before it. Read the
+// per-round figures and compare runs before trusting a difference of less than ~30%.
 import { EventEmitter } from 'node:events';
 import { parseArgs } from 'node:util';
 import express from 'express';
@@ -45,21 +43,13 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     // Only these cases (repeatable), e.g. under `node --cpu-prof` to see where one spends.
     case: { type: 'string', multiple: true },
-    // Without --case: `main` (every case but the idle ones) or `idle` (overhead and the idle ones).
-    group: { type: 'string', default: 'main' },
     rounds: { type: 'string' },
   },
 });
 const quick = values.quick;
 const IDLE_CASES = ['writeIdle', 'writeIdleMemory'];
-if (!['main', 'idle'].includes(values.group)) throw new Error(`--group: unknown ${values.group}`);
-/** Whether case `name` runs in this process. */
-const selected = (name) =>
-  values.case !== undefined
-    ? values.case.includes(name)
-    : values.group === 'idle'
-      ? name === 'overhead' || IDLE_CASES.includes(name)
-      : !IDLE_CASES.includes(name);
+/** Whether case `name` runs. */
+const selected = (name) => values.case === undefined || values.case.includes(name);
 const needIdle = IDLE_CASES.some(selected);
 const BATCH = 1000;
 const ROUNDS = values.rounds !== undefined ? Number(values.rounds) : quick ? 1 : 7;
@@ -356,7 +346,6 @@ console.log(
     batch: BATCH,
     roundsRun: ROUNDS,
     timePerTaskMs: TIME_MS,
-    group: values.case === undefined ? values.group : null,
     cases,
   }),
 );

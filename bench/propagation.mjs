@@ -18,6 +18,12 @@
 // processes start: the processes' stores have to turn them on themselves, as on a fresh server.
 // Both settings are reported.
 //
+// Measuring starts `settleMs` after the last process reported ready (starting 8 Node processes at
+// once keeps a small machine busy for a moment). The first two changes after that (a redis-cli
+// SET and DEL) are the first time each process runs its push path, with cold code, all 8 at
+// once on a small machine: they are reported apart (`firstChange`), not in the figures of any
+// way. `series` lists every toggle's time in order.
+//
 // Two clocks, both wall-clock on this machine: when the change was applied in Redis (the
 // timestamp MONITOR gives the SET/DEL, inside the MULTI for the store) and when the command was
 // launched. "Applied" is the propagation itself; "launched" adds starting redis-cli (a few ms),
@@ -138,6 +144,8 @@ const summary = (x) => ({
   launched: stats(x.fromLaunch),
   perProcess: stats(x.perProcess),
   timedOut: x.timedOut,
+  // Every toggle's time until every process obeyed, in order: where the slow ones fall.
+  series: x.fromApplied.map((v) => round(v, 1)),
 });
 
 /**
@@ -154,6 +162,7 @@ export async function runPropagation(redis, options) {
     cliToggles,
     ttlToggles,
     ttl,
+    settleMs = 0,
     log = console.log,
   } = options;
   const monitorClient = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true });
@@ -187,18 +196,17 @@ export async function runPropagation(redis, options) {
         `  push: ${processes} processes up (notify-keyspace-events "${out.keyspaceEvents.before}" ` +
           `before they started, "${out.keyspaceEvents.after}" after)`,
       );
-      const viaRedisCli = await toggleLoop(
-        push,
-        monitorTimes,
-        (block) =>
-          run('redis-cli', [
-            '-p',
-            String(redis.port),
-            ...(block ? ['set', KEY, 'maintenance'] : ['del', KEY]),
-          ]),
-        toggles,
-        5000,
-      );
+      await sleep(settleMs);
+      const redisCli = (block) =>
+        run('redis-cli', [
+          '-p',
+          String(redis.port),
+          ...(block ? ['set', KEY, 'maintenance'] : ['del', KEY]),
+        ]);
+      // The first change after start (SET, then DEL) is the first time each process runs its
+      // push path, with cold code, all at once: reported on its own, not in any way's figures.
+      const first = await toggleLoop(push, monitorTimes, redisCli, 2, 5000);
+      const viaRedisCli = await toggleLoop(push, monitorTimes, redisCli, toggles, 5000);
       const viaStore = await toggleLoop(
         push,
         monitorTimes,
@@ -235,6 +243,7 @@ export async function runPropagation(redis, options) {
       // Still the mode measured: a process that left `complete` midway was measured degraded.
       const modes = (await statuses(push)).map((s) => s?.mode);
       out.push = {
+        firstChange: summary(first),
         redisCli: summary(viaRedisCli),
         store: summary(viaStore),
         cli: summary(viaCli),

@@ -78,6 +78,7 @@ const P = quick
       processes: 2,
       toggles: 4,
       storeToggles: 4,
+      settleMs: 0,
       cliToggles: 2,
       ttlToggles: 2,
       ttl: 100,
@@ -96,6 +97,9 @@ const P = quick
       processes: 8,
       toggles: 60,
       storeToggles: 60,
+      // After the 8 processes report ready, before the first toggle: starting 8 Node processes
+      // at once keeps 2 cores busy for a moment, which is not the steady state of a fleet.
+      settleMs: 2000,
       cliToggles: 60,
       ttlToggles: 60,
       ttl: 250,
@@ -335,28 +339,16 @@ try {
 
     if (only.includes('micro')) {
       log('\nmicro: the guard called in process (tinybench)');
-      // Two processes: the idle cases apart (see micro.mjs's header on JIT state).
-      const group = (name) =>
-        runNodeJson(join(BENCH_DIR, 'micro.mjs'), [
-          '--redis-port',
-          String(redis.port),
-          '--group',
-          name,
-          ...(quick ? ['--quick'] : []),
-        ]);
-      const micro = await group('main');
-      const idle = await group('idle');
-      micro.cases = {
-        ...micro.cases,
-        writeIdle: idle.cases.writeIdle,
-        writeIdleMemory: idle.cases.writeIdleMemory,
-      };
+      const micro = await runNodeJson(join(BENCH_DIR, 'micro.mjs'), [
+        '--redis-port',
+        String(redis.port),
+        ...(quick ? ['--quick'] : []),
+      ]);
       results.micro = micro.cases;
       results.microSetup = {
         batch: micro.batch,
         rounds: micro.roundsRun,
         timePerTaskMs: micro.timePerTaskMs,
-        idleOverheadNsPerOp: idle.cases.overhead?.nsPerOp,
       };
       for (const [name, c] of Object.entries(micro.cases)) {
         log(`  ${name.padEnd(16)} ${String(c.nsPerOp).padStart(8)} ns/op`);
@@ -395,6 +387,7 @@ try {
         ...prop,
       };
       const timedOut =
+        prop.push.firstChange.timedOut +
         prop.push.redisCli.timedOut +
         prop.push.store.timedOut +
         prop.push.cli.timedOut +
@@ -418,7 +411,8 @@ try {
       const line = (x) =>
         `p50 ${x.applied.p50} ms, p99 ${x.applied.p99} ms (each process: p99 ${x.perProcess.p99} ms)`;
       log(
-        `  redis-cli SET/DEL: ${line(prop.push.redisCli)}; store.set/delete: ${line(prop.push.store)}; ` +
+        `  first change after start: ${prop.push.firstChange.series.join(', ')} ms; ` +
+          `redis-cli SET/DEL: ${line(prop.push.redisCli)}; store.set/delete: ${line(prop.push.store)}; ` +
           `CLI: p99 ${prop.push.cli.applied.p99} ms; ttl only: p99 ${prop.ttlOnly.redisCli.applied.p99} ms`,
       );
       lap('propagation');
@@ -450,7 +444,8 @@ try {
         variants[variant] = m;
         log(
           `  ${variant.padEnd(5)} heapUsed +${m.heapUsedBytes} bytes (${m.bytesPerState} per state), ` +
-            `arrayBuffers +${m.arrayBuffersBytes}; an empty store +${m.emptyStoreBytes}; load ${m.loadMs} ms`,
+            `arrayBuffers +${m.arrayBuffersBytes}; an empty store +${m.emptyStoreBytes}; load ${m.loadMs} ms ` +
+            `(Redis: load script ${m.redisLoad.eval.ms} ms, SCAN ${m.redisLoad.scan.ms} ms)`,
         );
       }
       const plain = variants.plain;

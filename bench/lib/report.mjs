@@ -167,13 +167,6 @@ export function renderMarkdown(results) {
       );
     }
     lines.push('');
-    if (s.idleOverheadNsPerOp !== undefined) {
-      lines.push(
-        `The \`writeIdle*\` cases ran in a process of their own (JIT state: see bench/micro.mjs), whose ` +
-          `\`overhead\` was ${fmt(s.idleOverheadNsPerOp, 1)} ns.`,
-      );
-      lines.push('');
-    }
   }
   const inServer = Object.entries(results.inServer ?? {});
   if (inServer.length > 0) {
@@ -252,6 +245,14 @@ export function renderMarkdown(results) {
     const row = (label, x) =>
       `| ${label} | ${x.applied.n} | ${fmt(x.applied.p50, 1)} / ${fmt(x.applied.p99, 1)} / ${fmt(x.applied.max, 1)} | ` +
       `${fmt(x.perProcess?.p50, 1)} / ${fmt(x.perProcess?.p99, 1)} | ${fmt(x.launched.p50, 1)} / ${fmt(x.launched.p99, 1)} |`;
+    if (prop.push.firstChange !== undefined) {
+      lines.push(
+        row(
+          'the first two changes after the processes started (`redis-cli SET`, `DEL`; cold code), not counted below',
+          prop.push.firstChange,
+        ),
+      );
+    }
     lines.push(
       row('plain `redis-cli SET` / `DEL` (keyspace notification only)', prop.push.redisCli),
     );
@@ -281,9 +282,9 @@ export function renderMarkdown(results) {
     );
     lines.push('');
     lines.push(
-      '| namespaces in maintenance, each key holding | heapUsed | per state | arrayBuffers | load (first sync) |',
+      '| namespaces in maintenance, each key holding | heapUsed | per state | arrayBuffers | load (first sync) | Redis busy: load script (one EVAL) / SCAN |',
     );
-    lines.push('| --- | ---: | ---: | ---: | ---: |');
+    lines.push('| --- | ---: | ---: | ---: | ---: | ---: |');
     const label = {
       plain: '`maintenance`',
       ttl: '`maintenance` with a key TTL (a state object and `expiresAt` each)',
@@ -293,7 +294,8 @@ export function renderMarkdown(results) {
     for (const [name, v] of Object.entries(variants)) {
       lines.push(
         `| ${fmt(v.count)}, ${label[name] ?? name} | +${fmt(v.heapUsedBytes / 1e6, 1)} MB | ${fmt(v.bytesPerState)} B | ` +
-          `+${fmt(v.arrayBuffersBytes / 1e6, 1)} MB | ${fmt(v.loadMs)} ms |`,
+          `+${fmt(v.arrayBuffersBytes / 1e6, 1)} MB | ${fmt(v.loadMs)} ms | ` +
+          `${fmt(v.redisLoad?.eval?.ms)} ms / ${fmt(v.redisLoad?.scan?.ms)} ms (${fmt(v.redisLoad?.scan?.calls)} calls) |`,
       );
     }
     lines.push('');
@@ -302,7 +304,8 @@ export function renderMarkdown(results) {
         `(its own connections and its degraded-mode cache's preallocated arrays included). A store holding ` +
         `nothing costs +${fmt(mem.emptyStoreBytes / 1e6, 1)} MB of heap and ` +
         `+${fmt(mem.emptyStoreArrayBuffersBytes / 1e6, 1)} MB of arrayBuffers (lru-cache's typed index arrays, ` +
-        'outside the V8 heap).',
+        'outside the V8 heap). Every process runs the load script when it starts and again every ' +
+        '`resyncInterval` (60 s); Redis serves no other client while it runs.',
     );
     lines.push('');
   }
