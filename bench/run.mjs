@@ -445,7 +445,8 @@ try {
         log(
           `  ${variant.padEnd(5)} heapUsed +${m.heapUsedBytes} bytes (${m.bytesPerState} per state), ` +
             `arrayBuffers +${m.arrayBuffersBytes}; an empty store +${m.emptyStoreBytes}; load ${m.loadMs} ms ` +
-            `(Redis: load script ${m.redisLoad.eval.ms} ms, SCAN ${m.redisLoad.scan.ms} ms)`,
+            `(Redis: load script ${m.redisLoad.eval.ms} ms, SCAN ${m.redisLoad.scan.ms} ms); ` +
+            `ready() ${m.firstSync.mode}; degraded: ${JSON.stringify(m.degraded)}`,
         );
       }
       const plain = variants.plain;

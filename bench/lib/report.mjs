@@ -308,6 +308,24 @@ export function renderMarkdown(results) {
         '`resyncInterval` (60 s); Redis serves no other client while it runs.',
     );
     lines.push('');
+    const disturbed = Object.entries(variants).flatMap(([name, v]) => {
+      const d = v.degraded ?? {};
+      const first = v.firstSync;
+      const notes = [];
+      if (first !== undefined && first !== null && first.mode !== 'complete') {
+        notes.push(
+          `the loading store's \`ready()\` resolved ${first.mode} (${first.cause}) before its load ended`,
+        );
+      }
+      if ((d.empty ?? []).length > 0) {
+        notes.push(`the empty store beside it degraded (${d.empty.join(', ')}) and reloaded`);
+      }
+      return notes.length > 0 ? [`${name}: ${notes.join('; ')}`] : [];
+    });
+    if (disturbed.length > 0) {
+      lines.push(`While loading: ${disturbed.join('. ')}.`);
+      lines.push('');
+    }
   }
   const targets = results.targets ?? [];
   if (targets.length > 0) {
