@@ -15,8 +15,11 @@ export const EXIT = { ok: 0, unreachable: 1, usage: 2, waitTimedOut: 3 } as cons
 export const USAGE = `Usage: nsro <command> [options]
 
 Commands:
-  enable <ns> [--for 30m | --until <ISO date>] [--message <text>] [--reason <text>]
-              [--wait [--timeout 60s]]
+  enable <ns> [--for 30m | --until <ISO date>] [--at <ISO date>] [--message <text>]
+              [--reason <text>] [--state maintenance|frozen|report] [--wait [--timeout 60s]]
+                       --at schedules the window: writes pass until then, and --for
+                       counts from it; --state frozen refuses reads too, report
+                       refuses nothing and logs what maintenance would refuse
                        with --wait, return only once every live process obeys and
                        its writes in flight to <ns> have finished (the migration fence)
   wait <ns> [--timeout 60s]
@@ -42,6 +45,8 @@ Exit codes: 0 done, 1 Redis unreachable or refused, 2 bad input (nothing written
 export interface Values {
   readonly for?: string | undefined;
   readonly until?: string | undefined;
+  readonly at?: string | undefined;
+  readonly state?: string | undefined;
   readonly message?: string | undefined;
   readonly reason?: string | undefined;
   readonly wait?: boolean | undefined;
@@ -69,6 +74,8 @@ export function parse(argv: string[]): Parsed {
       options: {
         for: { type: 'string' },
         until: { type: 'string' },
+        at: { type: 'string' },
+        state: { type: 'string' },
         message: { type: 'string' },
         reason: { type: 'string' },
         wait: { type: 'boolean' },
@@ -126,6 +133,38 @@ export function checkedNamespace(namespace: string | undefined, command: string)
   } catch {
     throw new UsageError(`invalid namespace name: ${JSON.stringify(namespace)}`);
   }
+}
+
+/** `--at`: when a scheduled window starts. */
+export function enableStart(values: Values, now: number): { startsAt?: Date } {
+  if (values.at === undefined) return {};
+  const startsAt = isoDate(values.at, '--at');
+  if (startsAt.getTime() <= now) throw new UsageError(`--at ${values.at} is in the past`);
+  if (
+    values.until !== undefined &&
+    isoDate(values.until, '--until').getTime() <= startsAt.getTime()
+  ) {
+    throw new UsageError('--until must come after --at');
+  }
+  return { startsAt };
+}
+
+/** `--state`: what `enable` sets. */
+export function enableState(values: Values): { state?: 'maintenance' | 'frozen' | 'report' } {
+  const state = values.state;
+  if (state === undefined) return {};
+  if (state !== 'maintenance' && state !== 'frozen' && state !== 'report') {
+    throw new UsageError(`bad --state "${state}" (maintenance, frozen or report)`);
+  }
+  return { state };
+}
+
+function isoDate(text: string, flag: string): Date {
+  const date = new Date(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || !Number.isFinite(date.getTime())) {
+    throw new UsageError(`bad ${flag} "${text}" (use an ISO date such as 2026-12-01T10:00:00Z)`);
+  }
+  return date;
 }
 
 /** When the maintenance `enable` writes ends by itself: after `ttl` ms, at `until`, or never. */
@@ -190,7 +229,7 @@ export function redactUrl(url: string): string {
 
 /** Options only `enable` takes, refused with any other command. */
 export function rejectOptions(values: Values, command: string): void {
-  for (const name of ['for', 'until', 'message', 'reason', 'wait'] as const) {
+  for (const name of ['for', 'until', 'at', 'state', 'message', 'reason', 'wait'] as const) {
     if (values[name] !== undefined)
       throw new UsageError(`--${name} only goes with enable, not ${command}`);
   }

@@ -5,6 +5,8 @@ import {
   bypassSecret,
   checkedNamespace,
   enableEnd,
+  enableStart,
+  enableState,
   type Parsed,
   rejectOptions,
   SECRET_ENV,
@@ -30,6 +32,8 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
     case 'enable': {
       const ns = checkedNamespace(namespace, command);
       const end = enableEnd(values, now);
+      const start = enableStart(values, now);
+      const state = enableState(values);
       const timeout = waitTimeout(values, values.wait === true);
       const { message, reason } = values;
       return async (store, out) => {
@@ -37,6 +41,8 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
           ...(message !== undefined && { message }),
           ...(reason !== undefined && { reason }),
           ...end,
+          ...start,
+          ...state,
         });
         out(describeState(ns, await store.get(ns)));
         if (timeout !== null) out(describeFence(await store.wait(ns, { timeout })));

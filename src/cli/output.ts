@@ -9,7 +9,12 @@ export function describeState(
   now = Date.now(),
 ): string {
   if (state === null) return `${namespace}: writable`;
-  const parts = [`${namespace}: ${state.state === 'active' ? 'active (writable)' : 'maintenance'}`];
+  const parts = [`${namespace}: ${state.state === 'active' ? 'active (writable)' : state.state}`];
+  if (state.startsAt !== undefined && state.startsAt.getTime() > now) {
+    parts.push(
+      `starts ${state.startsAt.toISOString()} (in ${formatDuration(state.startsAt.getTime() - now)})`,
+    );
+  }
   if (state.unrecognized !== undefined)
     parts.push(
       `(unrecognised value ${JSON.stringify(state.unrecognized)}: treated as maintenance)`,

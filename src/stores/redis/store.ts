@@ -35,8 +35,12 @@ import { type DegradedCause, Sync, type SyncMode } from './sync.js';
  * (fence/). In steady state a request costs no Redis round trip at all.
  */
 
-/** `store.enable()`: a maintenance, optionally waited for. */
+/** `store.enable()`: a maintenance, optionally scheduled, optionally waited for. */
 export interface EnableOptions {
+  /** `'maintenance'` (default), `'frozen'` (reads refused too) or `'report'` (a dry run). */
+  readonly state?: 'maintenance' | 'frozen' | 'report';
+  /** In force from this moment (a scheduled window); `ttl` then counts from it. */
+  readonly startsAt?: Date;
   readonly message?: string;
   readonly reason?: string;
   /** Ends the maintenance by itself after this many ms (key TTL); also sets `until`. */
@@ -215,15 +219,26 @@ export class RedisStateStore implements StateStore {
    * has acknowledged it and finished the writes to it that it had admitted (see `wait`).
    */
   async enable(namespace: string, options: EnableOptions = {}): Promise<WaitResult | undefined> {
-    const { message, reason, wait, timeout } = options;
-    const end = maintenanceEnd(options.ttl, options.until);
+    const { message, reason, wait, timeout, startsAt } = options;
+    const state = options.state ?? 'maintenance';
+    if (state !== 'maintenance' && state !== 'frozen' && state !== 'report') {
+      throw new StateValueError("`state` must be 'maintenance', 'frozen' or 'report'", state);
+    }
+    if (
+      startsAt !== undefined &&
+      !(startsAt instanceof Date && Number.isFinite(startsAt.getTime()))
+    ) {
+      throw new StateValueError('`startsAt` must be a Date', startsAt);
+    }
+    const end = maintenanceEnd(options.ttl, options.until, startsAt);
     await this.set(
       namespace,
       {
-        state: 'maintenance',
+        state,
         ...(message !== undefined && { message }),
         ...(reason !== undefined && { reason }),
         ...(end !== undefined && { until: end.until }),
+        ...(startsAt !== undefined && { startsAt }),
       },
       end === undefined ? {} : { ttl: end.ttl },
     );
@@ -360,15 +375,23 @@ export class RedisStateStore implements StateStore {
 function maintenanceEnd(
   ttl: number | undefined,
   until: Date | undefined,
+  startsAt: Date | undefined,
 ): { ttl: number; until: Date } | undefined {
   if (ttl !== undefined && until !== undefined) {
     throw new StateValueError('give `ttl` or `until`, not both', { ttl, until });
   }
+  const now = Date.now();
   if (until !== undefined) {
-    const left = until instanceof Date ? until.getTime() - Date.now() : Number.NaN;
+    const left = until instanceof Date ? until.getTime() - now : Number.NaN;
     if (!(left > 0)) throw new StateValueError('`until` must be a Date in the future', until);
+    if (startsAt !== undefined && startsAt.getTime() >= until.getTime()) {
+      throw new StateValueError('`startsAt` must come before `until`', { startsAt, until });
+    }
     return { ttl: Math.ceil(left), until };
   }
   if (ttl === undefined) return undefined;
-  return { ttl: checkTtl(ttl) ?? ttl, until: new Date(Date.now() + ttl) };
+  // A scheduled window lasts `ttl` from its start; the key lives until its end.
+  const from = Math.max(startsAt?.getTime() ?? now, now);
+  const end = from + (checkTtl(ttl) ?? ttl);
+  return { ttl: end - now, until: new Date(end) };
 }
