@@ -197,6 +197,11 @@ export class Sync {
     this.#subscriber = null;
     this.#listening = false;
     this.replica.clear();
+    // Nothing keeps the (now empty) replica current any more: a closed store reads per key,
+    // trusted for `ttl`, instead of answering "no state" for everything.
+    if (this.#mode !== 'degraded' || this.#cause !== 'not-configured') {
+      this.#setMode('degraded', 'not-configured');
+    }
     this.#settleFirst();
   }
 
