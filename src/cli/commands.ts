@@ -1,7 +1,16 @@
+import { hostname, userInfo } from 'node:os';
 import { UsageError } from '../errors.js';
 import type { RedisStateStore } from '../stores/redis/store.js';
-import { checkedNamespace, enableEnd, type Parsed, rejectOptions, waitTimeout } from './args.js';
-import { describeFence, describeState } from './output.js';
+import {
+  actorOf,
+  checkedNamespace,
+  enableEnd,
+  logLimit,
+  type Parsed,
+  rejectOptions,
+  waitTimeout,
+} from './args.js';
+import { describeAuditEntry, describeFence, describeState } from './output.js';
 
 /**
  * Each command as a plan: checked in full when it is made (before connecting), then run
@@ -15,14 +24,17 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
   switch (command) {
     case 'enable': {
       const ns = checkedNamespace(namespace, command);
+      rejectOptions(values, command);
       const end = enableEnd(values, now);
       const timeout = waitTimeout(values, values.wait === true);
+      const actor = actorOf(values, osUser, hostname());
       const { message, reason } = values;
       return async (store, out) => {
         await store.enable(ns, {
           ...(message !== undefined && { message }),
           ...(reason !== undefined && { reason }),
           ...end,
+          actor,
         });
         out(describeState(ns, await store.get(ns)));
         if (timeout !== null) out(describeFence(await store.wait(ns, { timeout })));
@@ -38,8 +50,10 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
     case 'disable': {
       const ns = checkedNamespace(namespace, command);
       rejectOptions(values, command);
+      const actor = actorOf(values, osUser, hostname());
+      const { reason } = values;
       return async (store, out) => {
-        await store.delete(ns);
+        await store.delete(ns, { actor, ...(reason !== undefined && { reason }) });
         out(`${ns}: writable`);
       };
     }
@@ -62,7 +76,29 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
         for (const { namespace: ns, state } of await store.list()) out(`${ns}\t${state.state}`);
       };
     }
+    case 'log': {
+      rejectOptions(values, command);
+      const ns = namespace === undefined ? undefined : checkedNamespace(namespace, command);
+      const limit = logLimit(values);
+      return async (store, out) => {
+        const entries = await store.audit({ limit, ...(ns !== undefined && { namespace: ns }) });
+        if (entries.length === 0) out(ns === undefined ? 'no entries' : `no entries for ${ns}`);
+        for (const entry of entries) out(describeAuditEntry(entry));
+      };
+    }
     default:
-      throw new UsageError(`unknown command "${command}" (enable, wait, disable, status, list)`);
+      throw new UsageError(
+        `unknown command "${command}" (enable, wait, disable, status, list, log)`,
+      );
+  }
+}
+
+/** The operating system's name for the user running the CLI, as best it can be told. */
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    // No passwd entry (a container running under an arbitrary uid).
+    return process.env.USER ?? process.env.LOGNAME ?? `uid ${process.getuid?.() ?? 'unknown'}`;
   }
 }
