@@ -145,6 +145,25 @@ export class RedisTransactionError extends Error {
   }
 }
 
+/**
+ * On a Redis Cluster only, where the audit stream lives in another slot than the state key: the
+ * change was made (and announced), but its audit entry could not be appended.
+ */
+export class AuditWriteError extends Error {
+  readonly code = 'ERR_NSRO_AUDIT_WRITE';
+  readonly namespace: string;
+
+  constructor(namespace: string, options?: { cause?: unknown }) {
+    const cause = options?.cause;
+    super(
+      `namespace-read-only: the state of "${namespace}" was changed, but its audit entry could not be written${cause instanceof Error ? `: ${cause.message}` : ''}`,
+      options,
+    );
+    this.name = 'AuditWriteError';
+    this.namespace = namespace;
+  }
+}
+
 /** `wait()` on a namespace that is not in maintenance: there is nothing to wait for. */
 export class NotInMaintenanceError extends Error {
   readonly code = 'ERR_NSRO_NOT_IN_MAINTENANCE';

@@ -24,7 +24,7 @@ Commands:
                        its writes in flight to <ns> have finished (the migration fence)
   wait <ns> [--timeout 60s]
                        the same wait, for a namespace already in maintenance
-  disable <ns>
+  disable <ns> [--reason <text>]
   status [<ns>]        state, message and time left (all namespaces without <ns>)
   list                 every namespace with a state
   token <ns> --for <duration> [--secret-file <path>]
@@ -32,9 +32,14 @@ Commands:
                        is in maintenance; the secret comes from $NSRO_BYPASS_SECRET or
                        the first line of --secret-file, never from an argument.
                        Needs no Redis.
+  log [<ns>] [--limit 20]
+                       the audit trail, newest first: every change made with nsro
+                       or a store (all namespaces without <ns>)
   Use '*' as <ns> for the whole instance.
 
 Options:
+  --actor <name>       who makes the change, for the audit trail (enable, disable;
+                       default: <os user>@<hostname> (nsro))
   --redis <url>        Redis URL (default: $REDIS_URL or redis://127.0.0.1:6379)
   --prefix <prefix>    key prefix (default: nsro:)
   -h, --help
@@ -51,6 +56,8 @@ export interface Values {
   readonly reason?: string | undefined;
   readonly wait?: boolean | undefined;
   readonly timeout?: string | undefined;
+  readonly actor?: string | undefined;
+  readonly limit?: string | undefined;
   readonly redis?: string | undefined;
   readonly prefix?: string | undefined;
   readonly 'secret-file'?: string | undefined;
@@ -80,6 +87,8 @@ export function parse(argv: string[]): Parsed {
         reason: { type: 'string' },
         wait: { type: 'boolean' },
         timeout: { type: 'string' },
+        actor: { type: 'string' },
+        limit: { type: 'string' },
         redis: { type: 'string' },
         prefix: { type: 'string' },
         'secret-file': { type: 'string' },
@@ -227,15 +236,49 @@ export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
 }
 
-/** Options only `enable` takes, refused with any other command. */
+/** The commands each command-specific option goes with. */
+const OPTION_COMMANDS = {
+  for: ['enable', 'token'],
+  until: ['enable'],
+  at: ['enable'],
+  state: ['enable'],
+  message: ['enable'],
+  reason: ['enable', 'disable'],
+  wait: ['enable'],
+  actor: ['enable', 'disable'],
+  limit: ['log'],
+} as const satisfies Partial<Record<keyof Values, readonly string[]>>;
+
+/** Refuses the options `command` does not take (`--timeout` is checked by `waitTimeout`). */
 export function rejectOptions(values: Values, command: string): void {
-  for (const name of ['for', 'until', 'at', 'state', 'message', 'reason', 'wait'] as const) {
-    if (values[name] !== undefined)
-      throw new UsageError(`--${name} only goes with enable, not ${command}`);
+  for (const [name, commands] of Object.entries(OPTION_COMMANDS)) {
+    if (
+      values[name as keyof Values] !== undefined &&
+      !(commands as readonly string[]).includes(command)
+    )
+      throw new UsageError(`--${name} only goes with ${commands.join(' or ')}, not ${command}`);
   }
-  if (values.timeout !== undefined && command !== 'wait') {
+  if (values.timeout !== undefined && command !== 'wait' && command !== 'enable') {
     throw new UsageError(`--timeout only goes with enable --wait or wait, not ${command}`);
   }
+}
+
+/** `--actor`, else `<os user>@<hostname> (nsro)`. */
+export function actorOf(values: Values, user: () => string, host: string): string {
+  if (values.actor !== undefined) {
+    if (values.actor.trim() === '') throw new UsageError('--actor needs a name');
+    return values.actor;
+  }
+  return `${user()}@${host} (nsro)`;
+}
+
+/** `--limit` for `log`: how many entries, default 20. */
+export function logLimit(values: Values): number {
+  if (values.limit === undefined) return 20;
+  if (!/^\d{1,6}$/.test(values.limit) || Number(values.limit) < 1) {
+    throw new UsageError(`bad --limit "${values.limit}" (a whole number from 1 to 999999)`);
+  }
+  return Number(values.limit);
 }
 
 /** The wait's timeout in ms, or `null` when there is no wait. */

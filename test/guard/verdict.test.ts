@@ -134,6 +134,7 @@ describe('verdict()', () => {
     instance: null,
     failOpen: false,
     holdsLease: true,
+    now: Date.now(),
     route: '/acme/x',
     allowedBy: () => null,
   };

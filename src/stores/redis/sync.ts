@@ -49,6 +49,10 @@ export interface SyncEvents {
   fenceRequested(message: string): void;
   /** The mode changed. */
   mode(mode: SyncMode, cause: DegradedCause | null): void;
+  /** While complete: the state of `namespace`, just read into the replica. */
+  state?(namespace: string, state: NamespaceState | null, via: 'push' | 'read'): void;
+  /** Every state was just loaded into the replica, which is now complete. */
+  loaded?(): void;
 }
 
 /**
@@ -197,6 +201,11 @@ export class Sync {
     this.#subscriber = null;
     this.#listening = false;
     this.replica.clear();
+    // Nothing keeps the (now empty) replica current any more: a closed store reads per key,
+    // trusted for `ttl`, instead of answering "no state" for everything.
+    if (this.#mode !== 'degraded' || this.#cause !== 'not-configured') {
+      this.#setMode('degraded', 'not-configured');
+    }
     this.#settleFirst();
   }
 
@@ -328,6 +337,7 @@ export class Sync {
         this.#provenAt = Date.now();
         this.#setMode('complete', null);
       }
+      this.events.loaded?.();
     } catch (error) {
       this.errors.error('load', { err: error }, 'namespace-read-only: loading states failed');
       if (generation === this.#generation) this.#degrade('read-failed');
@@ -386,7 +396,12 @@ export class Sync {
     });
   }
 
-  #apply(name: string, value: string | null, pttl: number, via: string): NamespaceState | null {
+  #apply(
+    name: string,
+    value: string | null,
+    pttl: number,
+    via: 'push' | 'read',
+  ): NamespaceState | null {
     const before = this.replica.get(name);
     const after = this.replica.apply(name, value, pttl);
     if (after?.unrecognized !== undefined && before?.unrecognized !== after.unrecognized) {
@@ -406,6 +421,8 @@ export class Sync {
           : 'namespace-read-only: namespace left maintenance',
       );
     }
+    // Outside the complete mode the replica is not what the process goes by: the cache reports.
+    if (this.#mode === 'complete') this.events.state?.(name, after, via);
     return after;
   }
 
