@@ -493,7 +493,7 @@ describe('bad input: one line on stderr, exit 2, nothing written, Redis never co
     [
       'status with --for',
       ['status', 'acme', '--for', '5m'],
-      /--for only goes with enable, not status/,
+      /--for only goes with enable or token, not status/,
     ],
     ['list with a namespace', ['list', 'acme'], /list takes no namespace/],
     ['log with --limit 0', ['log', '--limit', '0'], /bad --limit "0"/],
