@@ -26,8 +26,11 @@ export function gitlabAllowlist(options: GitlabAllowlistOptions = {}): AllowRule
     { method: 'POST', path: '/*repo/:project.git/git-upload-pack', when: repoPathOnly },
     { method: 'POST', path: '/*repo/:project.git/info/lfs/objects/batch', when: repoPathOnly },
     { method: 'POST', path: '/*repo/-/compare', when: repoPathOnly },
+    // The read that starts a git fetch: only a `frozen` state refuses reads, and a fetch must
+    // still work there (the push discovery, `service=git-receive-pack`, is a write anyway).
+    { method: 'GET', path: '/*repo/:project.git/info/refs', when: repoPathOnly },
     // Instance scope: signing in and out, tokens, SSO callbacks.
-    { method: 'POST', path: '/users/sign_in' },
+    { method: ['GET', 'POST'], path: '/users/sign_in' },
     { method: 'POST', path: '/users/sign_out' },
     { method: ['GET', 'POST'], path: '/users/auth/*provider' },
     { method: 'POST', path: '/oauth/token' },
