@@ -141,6 +141,34 @@ describe('the built binary', () => {
 });
 
 describe('enable', () => {
+  it('`--at <time> --for 30m` schedules a window; `--state frozen|report` sets the value', async () => {
+    const at = new Date(Date.now() + 3_600_000);
+    const r = await nsro(['enable', 'acme', '--at', at.toISOString(), '--for', '30m']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^acme: maintenance starts \S+Z \(in (1h0s|59m5\ds)\)/);
+    const stored = JSON.parse(await redis.cli('GET', 'nsro:state:acme'));
+    expect(stored).toMatchObject({ state: 'maintenance', startsAt: at.toISOString() });
+    expect(new Date(stored.until).getTime()).toBe(at.getTime() + 30 * 60_000);
+    // The key lives until the window's end.
+    expect(Number(await redis.cli('TTL', 'nsro:state:acme'))).toBeGreaterThan(5390);
+
+    expect((await nsro(['enable', 'beta', '--state', 'frozen'])).stdout).toBe('beta: frozen\n');
+    expect(await redis.cli('GET', 'nsro:state:beta')).toBe('frozen');
+    expect((await nsro(['enable', 'gamma', '--state', 'report'])).code).toBe(0);
+    expect(await redis.cli('GET', 'nsro:state:gamma')).toBe('report');
+
+    for (const bad of [
+      ['enable', 'x', '--state', 'open'],
+      ['enable', 'x', '--at', '2001-01-01T00:00:00Z'],
+      ['enable', 'x', '--at', 'tomorrow'],
+      ['status', '--at', at.toISOString()],
+    ]) {
+      const b = await nsro(bad);
+      expect({ bad, code: b.code }).toEqual({ bad, code: 2 });
+    }
+    expect(await redis.cli('EXISTS', 'nsro:state:x')).toBe('0');
+  });
+
   it('`enable acme` writes the plain maintenance value, without a TTL', async () => {
     const r = await nsro(['enable', 'acme']);
     expect(r).toMatchObject({ code: 0, stderr: '', stdout: 'acme: maintenance\n' });
