@@ -55,11 +55,17 @@ class Pending implements VerdictInput<Pending> {
   instance: NamespaceState | null = null;
   readError: unknown = undefined;
   holdsLease = true;
-  readonly now = Date.now();
+  #now = 0;
   /** Itself while its route can be identified; `null` when no allowlist rule may apply. */
   route: Pending | null;
   /** Set by the pipeline when the guard takes bypasses: may this request write to a namespace? */
   bypass: ((namespace: string) => boolean) | null = null;
+  /** The decision's time, read once and only when needed (a `startsAt`, a bypass token's expiry). */
+  get now(): number {
+    if (this.#now === 0) this.#now = Date.now();
+    return this.#now;
+  }
+
   /** Namespaces `canBypass` granted; `null` until it has been asked. */
   granted: Set<string> | null = null;
   /** The bypass token's grant, once verified (`null`: none or invalid). */
@@ -132,8 +138,11 @@ export class Pipeline {
       // the target is not even parsed.
       const known = this.anyClosed();
       if (known === false && (read || this.registration === null)) return next();
-      // A read is decided only from what the store can answer at once, so reads never wait.
-      if (read && known !== true) return next();
+      // A read is decided only from what the store can answer at once, so reads never wait; and
+      // only a frozen state refuses one, or `signal` marks it.
+      if (read && (known !== true || (!this.config.signal && this.store.anyFrozen?.() === false))) {
+        return next();
+      }
 
       const raw = routerPathname(req);
       const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);

@@ -31,6 +31,8 @@ export class MemoryStateStore implements StateStore {
   readonly #states = new Map<string, NamespaceState>();
   /** The keys whose state closes writes: what `anyClosed()` looks at, however many are open. */
   readonly #closed = new Set<string>();
+  /** The keys whose state is `frozen`: what `anyFrozen()` looks at. */
+  readonly #frozen = new Set<string>();
   readonly #listeners: ChangeListeners;
 
   constructor(options: MemoryStateStoreOptions = {}) {
@@ -76,6 +78,8 @@ export class MemoryStateStore implements StateStore {
     this.#states.set(key, expiring);
     if (expiring.state === 'active') this.#closed.delete(key);
     else this.#closed.add(key);
+    if (expiring.state === 'frozen') this.#frozen.add(key);
+    else this.#frozen.delete(key);
     this.#listeners.emit(key, before, expiring, 'local');
   }
 
@@ -101,6 +105,11 @@ export class MemoryStateStore implements StateStore {
     return false;
   }
 
+  anyFrozen(): boolean {
+    for (const key of this.#frozen) if (this.peek(key) !== null) return true;
+    return false;
+  }
+
   /** `key` is already normalised (the middleware only asks with lower-cased root names). */
   peek(key: string): NamespaceState | null {
     const state = this.#states.get(key);
@@ -116,5 +125,6 @@ export class MemoryStateStore implements StateStore {
   #forget(key: string): void {
     this.#states.delete(key);
     this.#closed.delete(key);
+    this.#frozen.delete(key);
   }
 }

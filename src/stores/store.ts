@@ -28,6 +28,11 @@ export interface StateStore {
    */
   anyClosed?(): boolean | Promise<boolean | undefined> | undefined;
   /**
+   * Whether any state that refuses reads (`frozen`) is set: lets the guard pass reads without
+   * looking at them while none is. `undefined` (or absent) when the store cannot say at once.
+   */
+  anyFrozen?(): boolean | undefined;
+  /**
    * Releases timers and connections the store opened itself. The store's owner calls it: a
    * guard never closes a store it was given, since other guards may share it.
    */

@@ -216,6 +216,11 @@ export class RedisStateStore implements StateStore {
     return this.#failing && this.#recentlyComplete() ? this.#replica.anyClosed() : undefined;
   }
 
+  /** See `StateStore.anyFrozen`: known only while complete. */
+  anyFrozen(): boolean | undefined {
+    return this.#sync.mode === 'complete' ? this.#replica.anyFrozen() : undefined;
+  }
+
   /**
    * Writes the key, indexes it, appends the audit entry and announces the change in one atomic
    * step (one script; on a Cluster the entry follows, see audit.ts). `ttl` (ms) ends it by
