@@ -254,6 +254,10 @@ describe.each(expressVersions)('operator controls ($name)', ({ express }) => {
         (await request(app).get('/acme/proj.git/info/refs?service=git-upload-pack')).status,
       ).toBe(200);
       expect((await request(app).post('/acme/proj.git/git-upload-pack')).status).toBe(200);
+      // A push's discovery read is a write, and the fetch rule does not let it through.
+      expect(
+        (await request(app).get('/acme/proj.git/info/refs?service=git-receive-pack')).status,
+      ).toBe(503);
       expect((await request(app).get('/beta/proj')).status).toBe(200);
       expect(handled.map((h) => h.method)).toEqual(['GET', 'POST', 'GET']);
     });
