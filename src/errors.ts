@@ -9,6 +9,8 @@ export type RefusalReason =
   | 'maintenance'
   /** The whole instance (`*`) is in maintenance. */
   | 'instance-maintenance'
+  /** The namespace (or, with `namespace: '*'`, the instance) is frozen: reads are refused too. */
+  | 'frozen'
   /** The stored value was not understood; an unknown value closes the namespace. */
   | 'unrecognized-state'
   /** The state could not be read, and `onStoreError` is `'closed'`. */
@@ -26,6 +28,7 @@ export type RefusalReason =
 export const REFUSAL_CODES = {
   maintenance: 'ERR_NSRO_MAINTENANCE',
   'instance-maintenance': 'ERR_NSRO_INSTANCE_MAINTENANCE',
+  frozen: 'ERR_NSRO_FROZEN',
   'unrecognized-state': 'ERR_NSRO_UNRECOGNIZED_STATE',
   'store-unavailable': 'ERR_NSRO_STORE_UNAVAILABLE',
   'lease-lapsed': 'ERR_NSRO_LEASE_LAPSED',
@@ -38,25 +41,32 @@ export type RefusalCode = (typeof REFUSAL_CODES)[RefusalReason];
 
 /** A write was refused by a programmatic check (`assertWritable`, `runWrite`). */
 export class NamespaceReadOnlyError extends Error {
+  /** One stable code per refusal (`ERR_NSRO_MAINTENANCE`...): what to branch on. */
   readonly code: RefusalCode;
-  readonly reason: RefusalReason;
-  /** The HTTP status the blocked answer uses. */
-  readonly status = 503;
+  /** Why the write was refused, in words (`maintenance`, `store-unavailable`...). */
+  readonly refusal: RefusalReason;
+  /** The state's own reason (`archived`, `migration`), when the state carries one. */
+  readonly reason: string | undefined;
+  /** The HTTP status the blocked answer uses: 503, or what `statusFor` maps `reason` to. */
+  readonly status: number;
   /** The root namespace, `*` for the instance, or `null` when it could not be determined. */
   readonly namespace: string | null;
-  /** Seconds a client should wait before retrying. */
-  readonly retryAfter: number;
+  /** Seconds a client should wait before retrying; `undefined` when the status is not 503. */
+  readonly retryAfter: number | undefined;
 
   constructor(
     message: string,
-    reason: RefusalReason,
+    refusal: RefusalReason,
     namespace: string | null,
-    retryAfter: number,
+    retryAfter: number | undefined,
+    details: { readonly reason?: string | undefined; readonly status?: number } = {},
   ) {
     super(message);
     this.name = 'NamespaceReadOnlyError';
-    this.reason = reason;
-    this.code = REFUSAL_CODES[reason];
+    this.refusal = refusal;
+    this.code = REFUSAL_CODES[refusal];
+    this.reason = details.reason;
+    this.status = details.status ?? 503;
     this.namespace = namespace;
     this.retryAfter = retryAfter;
   }
@@ -132,6 +142,25 @@ export class RedisTransactionError extends Error {
       options,
     );
     this.name = 'RedisTransactionError';
+  }
+}
+
+/**
+ * On a Redis Cluster only, where the audit stream lives in another slot than the state key: the
+ * change was made (and announced), but its audit entry could not be appended.
+ */
+export class AuditWriteError extends Error {
+  readonly code = 'ERR_NSRO_AUDIT_WRITE';
+  readonly namespace: string;
+
+  constructor(namespace: string, options?: { cause?: unknown }) {
+    const cause = options?.cause;
+    super(
+      `namespace-read-only: the state of "${namespace}" was changed, but its audit entry could not be written${cause instanceof Error ? `: ${cause.message}` : ''}`,
+      options,
+    );
+    this.name = 'AuditWriteError';
+    this.namespace = namespace;
   }
 }
 

@@ -2,6 +2,7 @@
 
 export { type BypassTokenOptions, createBypassToken } from './bypass/token.js';
 export {
+  AuditWriteError,
   FenceTimeoutError,
   NamespaceNameError,
   NamespaceReadOnlyError,
@@ -32,11 +33,21 @@ export { gitlabRoutes } from './routing/gitlab-routes.js';
 export { patternRoutes } from './routing/pattern-routes.js';
 export type { IdKind, NamespaceRoutes, Target } from './routing/target.js';
 export { INSTANCE, type NamespaceState, type StateInput } from './state/values.js';
-export { MemoryStateStore } from './stores/memory.js';
+export { MemoryStateStore, type MemoryStateStoreOptions } from './stores/memory.js';
+export type { AuditEntry, AuditOptions } from './stores/redis/audit.js';
 export type { RedisStateStoreOptions } from './stores/redis/options.js';
 export {
   type EnableOptions,
   RedisStateStore,
   type RedisStateStoreStatus,
 } from './stores/redis/store.js';
-export type { SetOptions, StateStore, WriterRegistration } from './stores/store.js';
+export type {
+  ChangeOptions,
+  DeleteOptions,
+  SetOptions,
+  StateChange,
+  StateChangeListener,
+  StateChangeVia,
+  StateStore,
+  WriterRegistration,
+} from './stores/store.js';

@@ -1,10 +1,14 @@
-import { OptionsError } from './errors.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type BypassKeys, bypassOption } from './bypass/token.js';
+import { OptionsError, type RefusalCode, type RefusalReason } from './errors.js';
+import type { NextFunction } from './guard/pipeline.js';
 import { isLogger, type Logger, safeLogger, silentLogger } from './logger.js';
 import { type AllowlistMatch, type AllowRule, compileAllowlist } from './routing/allowlist.js';
 import { gitlabAllowlist } from './routing/gitlab-allowlist.js';
 import { gitlabRoutes } from './routing/gitlab-routes.js';
 import { patternRoutes } from './routing/pattern-routes.js';
 import type { IdKind, NamespaceRoutes } from './routing/target.js';
+import type { NamespaceState } from './state/values.js';
 import { MemoryStateStore } from './stores/memory.js';
 import type { StateStore } from './stores/store.js';
 
@@ -19,7 +23,7 @@ export type ResolveId = (
   id: string,
 ) => string | null | undefined | Promise<string | null | undefined>;
 
-export interface NamespaceReadOnlyOptions {
+export interface NamespaceReadOnlyOptions<Req extends IncomingMessage = IncomingMessage> {
   /** Where states live. Default: a new `MemoryStateStore`. */
   store?: StateStore;
   /**
@@ -58,6 +62,51 @@ export interface NamespaceReadOnlyOptions {
    * `false`.
    */
   fence?: boolean;
+  /**
+   * Lets a request carrying a valid bypass token for the root namespace (or `*` for the instance)
+   * write despite its state: `{ secret }`, a string of at least 32 characters or an array of them
+   * (every one verifies, the first signs: rotation). Tokens come from `createBypassToken` or
+   * `nsro token`, in the header `X-Namespace-Read-Only-Bypass` or the cookie `nsro_bypass`.
+   */
+  bypass?: { secret: string | readonly string[] };
+  /**
+   * The hook for roles: may this request write to `namespace` (`*`: the instance) despite its
+   * state? Asked only for a write that state would refuse. A throw or rejection means no.
+   */
+  canBypass?: (req: Req, namespace: string) => boolean | Promise<boolean>;
+  /**
+   * Mark every response for a namespace in maintenance (reads, bypassed and reported writes
+   * included) with `X-Namespace-Read-Only: <namespace>`, exposed to other origins. Default `false`.
+   */
+  signal?: boolean;
+  /** The status of a refusal whose state carries this `reason` (`{ archived: 403 }`). Default 503. */
+  statusFor?: Readonly<Record<string, 403 | 423 | 503>>;
+  /** Reads that write (a `GET` that exports or enqueues), as allowlist rules: treated as writes. */
+  writeRoutes?: readonly AllowRule[];
+  /**
+   * Replaces the built-in refusal: called with the status and headers already set, and `info`
+   * (namespace, reason, retryAfter...). It must answer; `next` is there for `next(error)`.
+   */
+  handler?: (req: Req, res: ServerResponse, next: NextFunction, info: RefusalInfo) => void;
+  /** Exempts a request before any work: `true` lets it through untouched. */
+  skip?: (req: Req) => boolean;
+}
+
+/** What a custom `handler` is told about a refusal. */
+export interface RefusalInfo {
+  readonly status: number;
+  /** Root namespace, `*` for the instance, `null` when it could not be determined. */
+  readonly namespace: string | null;
+  /** Why it was refused (`maintenance`, `frozen`, `store-unavailable`...). */
+  readonly refusal: RefusalReason;
+  readonly code: RefusalCode;
+  /** The state's own reason, when it carries one. */
+  readonly reason: string | undefined;
+  /** Seconds, as sent in `Retry-After`; `undefined` for a status other than 503. */
+  readonly retryAfter: number | undefined;
+  /** The message the built-in answer would show. */
+  readonly message: string;
+  readonly state: NamespaceState | undefined;
 }
 
 /** Everything derived from the options, computed once when the guard is created. */
@@ -75,6 +124,15 @@ export interface Config {
   readonly message: string | undefined;
   readonly logger: Logger;
   readonly fence: boolean;
+  readonly bypass: BypassKeys | undefined;
+  readonly canBypass:
+    | ((req: IncomingMessage, namespace: string) => boolean | Promise<boolean>)
+    | undefined;
+  readonly signal: boolean;
+  readonly statusFor: ReadonlyMap<string, number>;
+  readonly writeRoutes: AllowlistMatch | null;
+  readonly handler: NamespaceReadOnlyOptions['handler'] | undefined;
+  readonly skip: ((req: IncomingMessage) => boolean) | undefined;
 }
 
 /** Every option name, checked by the compiler against the options type. */
@@ -90,6 +148,13 @@ const OPTION_NAMES: Record<keyof NamespaceReadOnlyOptions, true> = {
   message: true,
   logger: true,
   fence: true,
+  bypass: true,
+  canBypass: true,
+  signal: true,
+  statusFor: true,
+  writeRoutes: true,
+  handler: true,
+  skip: true,
 };
 
 export function resolveOptions(options: unknown): Config {
@@ -114,7 +179,38 @@ export function resolveOptions(options: unknown): Config {
     message: messageOption(o.message),
     logger: loggerOption(o.logger),
     fence: fenceOption(o.fence, store, failOpen),
+    bypass: bypassOption(o.bypass),
+    canBypass: optionalFunction(o.canBypass, 'canBypass', 'a function (req, namespace) => boolean'),
+    signal: booleanOption(o.signal, 'signal'),
+    statusFor: statusForOption(o.statusFor),
+    writeRoutes:
+      o.writeRoutes === undefined ? null : compileAllowlist(o.writeRoutes, 'writeRoutes'),
+    handler: optionalFunction(o.handler, 'handler', 'a function (req, res, next, info)'),
+    skip: optionalFunction(o.skip, 'skip', 'a function (req) => boolean'),
   };
+}
+
+function booleanOption(value: unknown, option: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new OptionsError(option, 'true or false', value);
+  return value;
+}
+
+const STATUSES: ReadonlySet<unknown> = new Set([403, 423, 503]);
+
+function statusForOption(value: unknown): ReadonlyMap<string, number> {
+  const map = new Map<string, number>();
+  if (value === undefined) return map;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new OptionsError('statusFor', 'an object { [reason]: 403 | 423 | 503 }', value);
+  }
+  for (const [reason, status] of Object.entries(value)) {
+    if (!STATUSES.has(status)) {
+      throw new OptionsError(`statusFor.${reason}`, '403, 423 or 503', status);
+    }
+    map.set(reason, status as number);
+  }
+  return map;
 }
 
 /**

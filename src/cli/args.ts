@@ -15,13 +15,16 @@ export const EXIT = { ok: 0, unreachable: 1, usage: 2, waitTimedOut: 3 } as cons
 export const USAGE = `Usage: nsro <command> [options]
 
 Commands:
-  enable <ns> [--for 30m | --until <ISO date>] [--message <text>] [--reason <text>]
-              [--wait [--timeout 60s]]
+  enable <ns> [--for 30m | --until <ISO date>] [--at <ISO date>] [--message <text>]
+              [--reason <text>] [--state maintenance|frozen|report] [--wait [--timeout 60s]]
+                       --at schedules the window: writes pass until then, and --for
+                       counts from it; --state frozen refuses reads too, report
+                       refuses nothing and logs what maintenance would refuse
                        with --wait, return only once every live process obeys and
                        its writes in flight to <ns> have finished (the migration fence)
   wait <ns> [--timeout 60s]
                        the same wait, for a namespace already in maintenance
-  disable <ns>
+  disable <ns> [--reason <text>]
   status [<ns>]        state, message and time left (all namespaces without <ns>)
   list                 every namespace with a state
   token <ns> --for <duration> [--secret-file <path>]
@@ -29,9 +32,14 @@ Commands:
                        is in maintenance; the secret comes from $NSRO_BYPASS_SECRET or
                        the first line of --secret-file, never from an argument.
                        Needs no Redis.
+  log [<ns>] [--limit 20]
+                       the audit trail, newest first: every change made with nsro
+                       or a store (all namespaces without <ns>)
   Use '*' as <ns> for the whole instance.
 
 Options:
+  --actor <name>       who makes the change, for the audit trail (enable, disable;
+                       default: <os user>@<hostname> (nsro))
   --redis <url>        Redis URL (default: $REDIS_URL or redis://127.0.0.1:6379)
   --prefix <prefix>    key prefix (default: nsro:)
   -h, --help
@@ -42,10 +50,14 @@ Exit codes: 0 done, 1 Redis unreachable or refused, 2 bad input (nothing written
 export interface Values {
   readonly for?: string | undefined;
   readonly until?: string | undefined;
+  readonly at?: string | undefined;
+  readonly state?: string | undefined;
   readonly message?: string | undefined;
   readonly reason?: string | undefined;
   readonly wait?: boolean | undefined;
   readonly timeout?: string | undefined;
+  readonly actor?: string | undefined;
+  readonly limit?: string | undefined;
   readonly redis?: string | undefined;
   readonly prefix?: string | undefined;
   readonly 'secret-file'?: string | undefined;
@@ -69,10 +81,14 @@ export function parse(argv: string[]): Parsed {
       options: {
         for: { type: 'string' },
         until: { type: 'string' },
+        at: { type: 'string' },
+        state: { type: 'string' },
         message: { type: 'string' },
         reason: { type: 'string' },
         wait: { type: 'boolean' },
         timeout: { type: 'string' },
+        actor: { type: 'string' },
+        limit: { type: 'string' },
         redis: { type: 'string' },
         prefix: { type: 'string' },
         'secret-file': { type: 'string' },
@@ -126,6 +142,38 @@ export function checkedNamespace(namespace: string | undefined, command: string)
   } catch {
     throw new UsageError(`invalid namespace name: ${JSON.stringify(namespace)}`);
   }
+}
+
+/** `--at`: when a scheduled window starts. */
+export function enableStart(values: Values, now: number): { startsAt?: Date } {
+  if (values.at === undefined) return {};
+  const startsAt = isoDate(values.at, '--at');
+  if (startsAt.getTime() <= now) throw new UsageError(`--at ${values.at} is in the past`);
+  if (
+    values.until !== undefined &&
+    isoDate(values.until, '--until').getTime() <= startsAt.getTime()
+  ) {
+    throw new UsageError('--until must come after --at');
+  }
+  return { startsAt };
+}
+
+/** `--state`: what `enable` sets. */
+export function enableState(values: Values): { state?: 'maintenance' | 'frozen' | 'report' } {
+  const state = values.state;
+  if (state === undefined) return {};
+  if (state !== 'maintenance' && state !== 'frozen' && state !== 'report') {
+    throw new UsageError(`bad --state "${state}" (maintenance, frozen or report)`);
+  }
+  return { state };
+}
+
+function isoDate(text: string, flag: string): Date {
+  const date = new Date(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || !Number.isFinite(date.getTime())) {
+    throw new UsageError(`bad ${flag} "${text}" (use an ISO date such as 2026-12-01T10:00:00Z)`);
+  }
+  return date;
 }
 
 /** When the maintenance `enable` writes ends by itself: after `ttl` ms, at `until`, or never. */
@@ -188,15 +236,49 @@ export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
 }
 
-/** Options only `enable` takes, refused with any other command. */
+/** The commands each command-specific option goes with. */
+const OPTION_COMMANDS = {
+  for: ['enable', 'token'],
+  until: ['enable'],
+  at: ['enable'],
+  state: ['enable'],
+  message: ['enable'],
+  reason: ['enable', 'disable'],
+  wait: ['enable'],
+  actor: ['enable', 'disable'],
+  limit: ['log'],
+} as const satisfies Partial<Record<keyof Values, readonly string[]>>;
+
+/** Refuses the options `command` does not take (`--timeout` is checked by `waitTimeout`). */
 export function rejectOptions(values: Values, command: string): void {
-  for (const name of ['for', 'until', 'message', 'reason', 'wait'] as const) {
-    if (values[name] !== undefined)
-      throw new UsageError(`--${name} only goes with enable, not ${command}`);
+  for (const [name, commands] of Object.entries(OPTION_COMMANDS)) {
+    if (
+      values[name as keyof Values] !== undefined &&
+      !(commands as readonly string[]).includes(command)
+    )
+      throw new UsageError(`--${name} only goes with ${commands.join(' or ')}, not ${command}`);
   }
-  if (values.timeout !== undefined && command !== 'wait') {
+  if (values.timeout !== undefined && command !== 'wait' && command !== 'enable') {
     throw new UsageError(`--timeout only goes with enable --wait or wait, not ${command}`);
   }
+}
+
+/** `--actor`, else `<os user>@<hostname> (nsro)`. */
+export function actorOf(values: Values, user: () => string, host: string): string {
+  if (values.actor !== undefined) {
+    if (values.actor.trim() === '') throw new UsageError('--actor needs a name');
+    return values.actor;
+  }
+  return `${user()}@${host} (nsro)`;
+}
+
+/** `--limit` for `log`: how many entries, default 20. */
+export function logLimit(values: Values): number {
+  if (values.limit === undefined) return 20;
+  if (!/^\d{1,6}$/.test(values.limit) || Number(values.limit) < 1) {
+    throw new UsageError(`bad --limit "${values.limit}" (a whole number from 1 to 999999)`);
+  }
+  return Number(values.limit);
 }
 
 /** The wait's timeout in ms, or `null` when there is no wait. */

@@ -1,17 +1,22 @@
+import { hostname, userInfo } from 'node:os';
 import { BypassKeys, mintBypassToken } from '../bypass/token.js';
 import { UsageError } from '../errors.js';
 import type { RedisStateStore } from '../stores/redis/store.js';
 import {
+  actorOf,
   bypassSecret,
   checkedNamespace,
   enableEnd,
+  enableStart,
+  enableState,
+  logLimit,
   type Parsed,
   rejectOptions,
   SECRET_ENV,
   tokenTtl,
   waitTimeout,
 } from './args.js';
-import { describeFence, describeState } from './output.js';
+import { describeAuditEntry, describeFence, describeState } from './output.js';
 
 /**
  * Each command as a plan: checked in full when it is made (before connecting), then run
@@ -29,14 +34,21 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
   switch (command) {
     case 'enable': {
       const ns = checkedNamespace(namespace, command);
+      rejectOptions(values, command);
       const end = enableEnd(values, now);
+      const start = enableStart(values, now);
+      const state = enableState(values);
       const timeout = waitTimeout(values, values.wait === true);
+      const actor = actorOf(values, osUser, hostname());
       const { message, reason } = values;
       return async (store, out) => {
         await store.enable(ns, {
           ...(message !== undefined && { message }),
           ...(reason !== undefined && { reason }),
           ...end,
+          ...start,
+          ...state,
+          actor,
         });
         out(describeState(ns, await store.get(ns)));
         if (timeout !== null) out(describeFence(await store.wait(ns, { timeout })));
@@ -52,8 +64,10 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
     case 'disable': {
       const ns = checkedNamespace(namespace, command);
       rejectOptions(values, command);
+      const actor = actorOf(values, osUser, hostname());
+      const { reason } = values;
       return async (store, out) => {
-        await store.delete(ns);
+        await store.delete(ns, { actor, ...(reason !== undefined && { reason }) });
         out(`${ns}: writable`);
       };
     }
@@ -76,10 +90,30 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
         for (const { namespace: ns, state } of await store.list()) out(`${ns}\t${state.state}`);
       };
     }
+    case 'log': {
+      rejectOptions(values, command);
+      const ns = namespace === undefined ? undefined : checkedNamespace(namespace, command);
+      const limit = logLimit(values);
+      return async (store, out) => {
+        const entries = await store.audit({ limit, ...(ns !== undefined && { namespace: ns }) });
+        if (entries.length === 0) out(ns === undefined ? 'no entries' : `no entries for ${ns}`);
+        for (const entry of entries) out(describeAuditEntry(entry));
+      };
+    }
     default:
       throw new UsageError(
-        `unknown command "${command}" (enable, wait, disable, status, list, token)`,
+        `unknown command "${command}" (enable, wait, disable, status, list, log, token)`,
       );
+  }
+}
+
+/** The operating system's name for the user running the CLI, as best it can be told. */
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    // No passwd entry (a container running under an arbitrary uid).
+    return process.env.USER ?? process.env.LOGNAME ?? `uid ${process.getuid?.() ?? 'unknown'}`;
   }
 }
 

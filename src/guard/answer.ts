@@ -1,6 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { NamespaceReadOnlyError } from '../errors.js';
+import { NamespaceReadOnlyError, REFUSAL_CODES } from '../errors.js';
+import type { NamespaceReadOnlyOptions } from '../options.js';
 import { INSTANCE, type NamespaceState } from '../state/values.js';
+import type { NextFunction } from './pipeline.js';
+import { expose } from './signal.js';
 import type { Block } from './verdict.js';
 
 /**
@@ -12,6 +15,16 @@ import type { Block } from './verdict.js';
 export interface AnswerConfig {
   readonly retryAfter: number;
   readonly message: string | undefined;
+  /** `statusFor`: a state's `reason` to the refusal's status (503 when absent). */
+  readonly statusFor?: ReadonlyMap<string, number>;
+  readonly signal?: boolean;
+  readonly handler?: NamespaceReadOnlyOptions['handler'];
+}
+
+/** The refusal's status: what `statusFor` says for the state's reason, else 503. */
+export function statusOf(block: Block, config: AnswerConfig): number {
+  const reason = block.state?.reason;
+  return (reason === undefined ? undefined : config.statusFor?.get(reason)) ?? 503;
 }
 
 const MAX_RETRY_AFTER = 365 * 24 * 3600;
@@ -30,6 +43,13 @@ export function retryAfterSeconds(
 export function blockMessage(block: Block, config: AnswerConfig): string {
   if (block.state?.message !== undefined) return block.state.message;
   switch (block.reason) {
+    case 'frozen':
+      return (
+        config.message ??
+        (block.namespace === INSTANCE
+          ? 'This site is temporarily frozen for maintenance. Please try again later.'
+          : 'This namespace is temporarily frozen for maintenance. Please try again later.')
+      );
     case 'maintenance':
     case 'unrecognized-state':
       return (
@@ -47,17 +67,20 @@ export function blockMessage(block: Block, config: AnswerConfig): string {
 }
 
 export function toError(block: Block, config: AnswerConfig): NamespaceReadOnlyError {
+  const status = statusOf(block, config);
   return new NamespaceReadOnlyError(
     blockMessage(block, config),
     block.reason,
     block.namespace,
-    retryAfterSeconds(block.state, config.retryAfter),
+    status === 503 ? retryAfterSeconds(block.state, config.retryAfter) : undefined,
+    { reason: block.state?.reason, status },
   );
 }
 
 export function sendBlocked(
   req: IncomingMessage,
   res: ServerResponse,
+  next: NextFunction,
   pathname: string | null,
   block: Block,
   config: AnswerConfig,
@@ -69,8 +92,33 @@ export function sendBlocked(
   }
   const message = blockMessage(block, config);
   const namespace = block.namespace;
+  const status = statusOf(block, config);
+  // "Try again later" only means something for a maintenance; archived is not coming back.
+  const retryAfter = status === 503 ? retryAfterSeconds(block.state, config.retryAfter) : undefined;
+  res.statusCode = status;
+  if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
+  res.setHeader('Cache-Control', 'no-store');
+  // Names reach this header only after validation (printable ASCII); `?` when unknown.
+  res.setHeader('X-Namespace-Read-Only', namespace ?? '?');
+  if (config.signal === true) expose(res, 'X-Namespace-Read-Only');
+  const { handler } = config;
+  if (handler !== undefined) {
+    const state = block.state;
+    handler(req, res, next, {
+      status,
+      namespace,
+      refusal: block.reason,
+      code: REFUSAL_CODES[block.reason],
+      reason: state?.reason,
+      retryAfter,
+      message,
+      state,
+    });
+    return;
+  }
   const format = responseFormat(req, pathname);
   const until = block.state?.until;
+  const reason = block.state?.reason;
   let body: string;
   let type: string;
   if (format === 'json') {
@@ -78,6 +126,8 @@ export function sendBlocked(
     body = JSON.stringify({
       message,
       namespace,
+      code: REFUSAL_CODES[block.reason],
+      ...(reason !== undefined && { reason }),
       ...(until !== undefined && { until: until.toISOString() }),
     });
   } else if (format === 'html') {
@@ -87,11 +137,6 @@ export function sendBlocked(
     type = 'text/plain; charset=utf-8';
     body = `${message}\n`;
   }
-  res.statusCode = 503;
-  res.setHeader('Retry-After', String(retryAfterSeconds(block.state, config.retryAfter)));
-  res.setHeader('Cache-Control', 'no-store');
-  // Names reach this header only after validation (printable ASCII); `?` when unknown.
-  res.setHeader('X-Namespace-Read-Only', namespace ?? '?');
   res.setHeader('Content-Type', type);
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(req.method === 'HEAD' ? undefined : body);

@@ -1,11 +1,13 @@
 import type { IncomingMessage } from 'node:http';
+import { bypassTokenOf } from '../bypass/request.js';
+import { type BypassGrant, verifyBypassToken } from '../bypass/token.js';
 import type { InflightWrites } from '../fence/inflight.js';
 import type { Config } from '../options.js';
 import { namespaceKey } from '../request/namespace-name.js';
 import type { RequestMemo } from '../state/request-memo.js';
-import { INSTANCE, type NamespaceState } from '../state/values.js';
+import { INSTANCE, type NamespaceState, type StateValue } from '../state/values.js';
 import type { WriterRegistration } from '../stores/store.js';
-import { toError } from './answer.js';
+import { blockMessage, toError } from './answer.js';
 import { type Verdict, verdict } from './verdict.js';
 import type { VerdictLog } from './verdict-log.js';
 
@@ -27,6 +29,22 @@ export interface Checks {
    * as in flight (so the migration fence waits for it) while it runs.
    */
   runWrite<T>(namespace: string, work: () => T | Promise<T>): Promise<T>;
+  /** What a UI needs for a banner: is `namespace` read-only now, and why. */
+  status(namespace: string, req?: IncomingMessage): Promise<NamespaceStatus>;
+}
+
+/** The status handler's answer for one namespace. */
+export interface NamespaceStatus {
+  /** The root namespace, lower-cased, or `*`. */
+  readonly namespace: string;
+  /** Would a write to it be refused now? */
+  readonly readOnly: boolean;
+  /** The state that applies (the namespace's own, else the instance's): `active` when none. */
+  readonly state: StateValue;
+  readonly message: string | null;
+  readonly until: string | null;
+  readonly startsAt: string | null;
+  readonly reason: string | null;
 }
 
 export interface CheckParts {
@@ -43,6 +61,13 @@ export function createChecks(parts: CheckParts): Checks {
   const { config, memo, log, inflight, registration } = parts;
 
   async function check(key: string, req: IncomingMessage | undefined): Promise<Verdict> {
+    return (await judge(key, req)).v;
+  }
+
+  async function judge(
+    key: string,
+    req: IncomingMessage | undefined,
+  ): Promise<{ v: Verdict; own: NamespaceState | null; instance: NamespaceState | null }> {
     const namespace = key === INSTANCE ? null : key;
     let own: NamespaceState | null = null;
     let instance: NamespaceState | null = null;
@@ -55,18 +80,41 @@ export function createChecks(parts: CheckParts): Checks {
     } catch (error) {
       readError = error ?? 'store rejected';
     }
-    const v = verdict({
+    const now = Date.now();
+    const grant = req === undefined ? null : tokenGrant(req, now);
+    const granted = new Set<string>();
+    const input = {
       namespace,
       own,
       instance,
       readError,
       failOpen: config.failOpen,
       holdsLease: registration === null || registration.holdsLease(),
+      now,
       route: null,
       allowedBy: NO_ROUTE,
-    });
+      bypass: (ns: string) => grant?.namespace === ns || granted.has(ns),
+    };
+    let v = verdict(input);
+    // The same hook for roles as the middleware's, asked once, for a state only.
+    const hook = config.canBypass;
+    if (!v.admit && hook !== undefined && req !== undefined && v.block.state !== undefined) {
+      const ns = v.block.namespace as string;
+      try {
+        if ((await hook(req, ns)) === true) granted.add(ns);
+      } catch (error) {
+        log.conditionFailed(error, 'canBypass');
+      }
+      if (granted.size > 0) v = verdict(input);
+    }
     log.check(v, key);
-    return v;
+    return { v, own, instance };
+  }
+
+  function tokenGrant(req: IncomingMessage, now: number): BypassGrant | null {
+    const keys = config.bypass;
+    const token = keys === undefined ? null : bypassTokenOf(req);
+    return keys === undefined || token === null ? null : verifyBypassToken(token, keys, now);
   }
 
   async function assertWritable(namespace: string, req?: IncomingMessage): Promise<void> {
@@ -75,6 +123,21 @@ export function createChecks(parts: CheckParts): Checks {
   }
 
   return {
+    async status(namespace, req) {
+      const key = namespaceKey(namespace);
+      const { v, own, instance } = await judge(key, req);
+      const shown = own !== null && own.state !== 'active' ? own : instance;
+      const set = shown !== null && shown.state !== 'active' ? shown : null;
+      return {
+        namespace: key,
+        readOnly: !v.admit,
+        state: set?.state ?? 'active',
+        message: !v.admit ? blockMessage(v.block, config) : (set?.message ?? null),
+        until: set?.until?.toISOString() ?? null,
+        startsAt: set?.startsAt?.toISOString() ?? null,
+        reason: set?.reason ?? null,
+      };
+    },
     isReadOnly: async (namespace, req) => !(await check(namespaceKey(namespace), req)).admit,
     assertWritable,
     async runWrite(namespace, work) {

@@ -5,6 +5,7 @@ import { RequestMemo } from '../state/request-memo.js';
 import type { StateStore } from '../stores/store.js';
 import { type Checks, createChecks } from './checks.js';
 import { type NextFunction, Pipeline } from './pipeline.js';
+import { statusHandler } from './status.js';
 import { VerdictLog } from './verdict-log.js';
 
 /**
@@ -19,6 +20,12 @@ export interface NamespaceReadOnlyMiddleware extends Checks {
   (req: IncomingMessage, res: ServerResponse, next: NextFunction): void;
   /** The store this guard reads. */
   readonly store: StateStore;
+  /**
+   * A JSON status handler for a UI's banner, mounted in one line
+   * (`app.get('/-/read-only/:namespace', guard.statusHandler)`): answers `{ namespace, readOnly,
+   * state, message, until, startsAt, reason }` for `req.params.namespace` or `?namespace=`.
+   */
+  readonly statusHandler: (req: IncomingMessage, res: ServerResponse) => void;
   /**
    * Stops this guard's part in the migration fence. Closes the store only when the guard
    * created it (the default); a store you passed in is yours to close, as other guards may
@@ -56,6 +63,8 @@ export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): Namespace
     isReadOnly: { value: checks.isReadOnly },
     assertWritable: { value: checks.assertWritable },
     runWrite: { value: checks.runWrite },
+    status: { value: checks.status },
+    statusHandler: { value: statusHandler(checks), enumerable: true },
     close: {
       value: async () => {
         await registration?.release();

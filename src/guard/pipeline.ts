@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { bypassTokenOf } from '../bypass/request.js';
+import { type BypassGrant, verifyBypassToken } from '../bypass/token.js';
 import type { InflightWrites } from '../fence/inflight.js';
 import type { Config } from '../options.js';
 import {
@@ -23,7 +25,8 @@ import { INSTANCE, type NamespaceState } from '../state/values.js';
 import type { StateStore, WriterRegistration } from '../stores/store.js';
 import { withTimeout } from '../timeout.js';
 import { sendBlocked } from './answer.js';
-import { type Unknowable, type VerdictInput, verdict } from './verdict.js';
+import { signalStates } from './signal.js';
+import { type Block, type Unknowable, type VerdictInput, verdict } from './verdict.js';
 import type { VerdictLog } from './verdict-log.js';
 
 /**
@@ -52,8 +55,21 @@ class Pending implements VerdictInput<Pending> {
   instance: NamespaceState | null = null;
   readError: unknown = undefined;
   holdsLease = true;
+  #now = 0;
   /** Itself while its route can be identified; `null` when no allowlist rule may apply. */
   route: Pending | null;
+  /** Set by the pipeline when the guard takes bypasses: may this request write to a namespace? */
+  bypass: ((namespace: string) => boolean) | null = null;
+  /** The decision's time, read once and only when needed (a `startsAt`, a bypass token's expiry). */
+  get now(): number {
+    if (this.#now === 0) this.#now = Date.now();
+    return this.#now;
+  }
+
+  /** Namespaces `canBypass` granted; `null` until it has been asked. */
+  granted: Set<string> | null = null;
+  /** The bypass token's grant, once verified (`null`: none or invalid). */
+  grant: BypassGrant | null | undefined = undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -64,6 +80,8 @@ class Pending implements VerdictInput<Pending> {
     readonly pathname: string | null,
     readonly failOpen: boolean,
     readonly allowedBy: (request: Pending) => AllowRule | null,
+    /** Only reads: a frozen state is the only one that refuses it. */
+    readonly read: boolean,
   ) {
     this.route = pathname === null ? null : this;
   }
@@ -96,6 +114,7 @@ export class Pipeline {
   private readonly registration: WriterRegistration | null;
   /** Bound once, not per request: the verdict calls it only for a write it would refuse. */
   readonly #allowedBy = (request: Pending) => this.allowedBy(request);
+  readonly #takesBypass: boolean;
 
   constructor(parts: PipelineParts) {
     this.config = parts.config;
@@ -105,20 +124,29 @@ export class Pipeline {
     this.log = parts.log;
     this.inflight = parts.inflight;
     this.registration = parts.registration;
+    this.#takesBypass = parts.config.bypass !== undefined || parts.config.canBypass !== undefined;
   }
 
   /** The middleware's body: never throws, never returns a promise. */
   handle(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
     try {
+      if (this.config.skip !== undefined && this.skipped(req)) return next();
       const method = wireMethod(req);
-      if (isReadMethod(method) && !this.readStartsWrite(req)) return next();
-      // Nothing is in maintenance, and no fence needs the write's namespace for its count: the
-      // verdict admits every write then, whatever its target, so the target is not even parsed.
-      if (this.registration === null && this.anyClosed() === false) return next();
+      const read = isReadMethod(method) && !this.readStartsWrite(req, method);
+      // Nothing is in maintenance (no state at all but `active`), and no fence needs the write's
+      // namespace for its count: the verdict admits every request then, whatever its target, so
+      // the target is not even parsed.
+      const known = this.anyClosed();
+      if (known === false && (read || this.registration === null)) return next();
+      // A read is decided only from what the store can answer at once, so reads never wait; and
+      // only a frozen state refuses one, or `signal` marks it.
+      if (read && (known !== true || (!this.config.signal && this.store.anyFrozen?.() === false))) {
+        return next();
+      }
 
       const raw = routerPathname(req);
       const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
-      const request = this.pending(req, res, next, method, pathname);
+      const request = this.pending(req, res, next, method, pathname, read);
       if (raw !== null && hasDotSegment(raw)) {
         // The router leaves dot segments alone, but a proxy, a framework or a handler joining
         // paths may resolve them, and then neither the namespace nor the route is the one the
@@ -143,9 +171,23 @@ export class Pipeline {
     }
   }
 
-  /** A GET that opens a push, or a read carrying a method override that names a write. */
-  private readStartsWrite(req: IncomingMessage): boolean {
+  /** `skip(req)`; one that throws exempts nothing. */
+  private skipped(req: IncomingMessage): boolean {
+    try {
+      return this.config.skip?.(req) === true;
+    } catch (error) {
+      this.log.conditionFailed(error, 'skip');
+      return false;
+    }
+  }
+
+  /**
+   * A GET that opens a push, a read carrying a method override that names a write, or a read
+   * the `writeRoutes` option says writes.
+   */
+  private readStartsWrite(req: IncomingMessage, method: string): boolean {
     if (hasWriteOverrideHeader(req.headers)) return true;
+    if (this.config.writeRoutes !== null && this.writesByRoute(req, method)) return true;
     const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '';
     if (url.indexOf('?') === -1) return false;
     const parsed = parseTarget(req);
@@ -161,8 +203,23 @@ export class Pipeline {
     return mountRemainders(parsed.pathname).some((p) => routes.startsWrite?.(p, search) === true);
   }
 
+  private writesByRoute(req: IncomingMessage, method: string): boolean {
+    const raw = routerPathname(req);
+    const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
+    if (pathname === null) return false;
+    try {
+      return this.config.writeRoutes?.(req, method, pathname) != null;
+    } catch (error) {
+      // A rule that cannot say counts as "writes": the safe reading of a read.
+      this.log.conditionFailed(error, 'writeRoutes');
+      return true;
+    }
+  }
+
   private resolveNumericId(request: Pending, kind: IdKind, id: string): void {
     const { resolveId } = this.config;
+    // A read does not wait for a lookup; only the instance state (answered at once) applies.
+    if (request.read) return this.lookUp(request, null);
     if (resolveId === undefined) {
       return this.cannotTell(request, NO_RESOLVER);
     }
@@ -193,6 +250,13 @@ export class Pipeline {
 
   /** Reads the states the write depends on, then decides: synchronously when both are cached. */
   private lookUp(request: Pending, namespace: string | null): void {
+    if (request.read) {
+      const own = namespace === null ? null : this.memo.peek(namespace, request.req);
+      const instance = this.memo.peek(INSTANCE, request.req);
+      // Not answerable at once: a read does not wait, and passes.
+      if (own === undefined || instance === undefined) return request.next();
+      return this.decideOn(request, namespace, own, instance);
+    }
     const own = namespace === null ? null : this.memo.read(namespace, request.req);
     const instance = this.memo.read(INSTANCE, request.req);
     if (!(own instanceof Promise) && !(instance instanceof Promise)) {
@@ -264,15 +328,69 @@ export class Pipeline {
   private decide(request: Pending): void {
     request.holdsLease = this.registration === null || this.registration.holdsLease();
     const v = verdict(request);
+    if (!v.admit && request.granted === null && this.mayAskCanBypass(v.block)) {
+      return this.askCanBypass(request, v.block.namespace as string);
+    }
     this.log.request(v, request);
     if (!v.admit) {
-      return sendBlocked(request.req, request.res, request.pathname, v.block, this.config);
+      return sendBlocked(
+        request.req,
+        request.res,
+        request.next,
+        request.pathname,
+        v.block,
+        this.config,
+      );
     }
+    if (this.config.signal)
+      signalStates(request.res, request.own, request.instance, request.namespace, request.now);
     // Allowlisted writes are not counted: they write nothing the fence protects.
-    if (this.registration !== null && v.via !== 'allowlist') {
+    if (this.registration !== null && !request.read && v.via !== 'allowlist') {
       this.inflight.admit(request.namespace, request.res);
     }
     request.next();
+  }
+
+  /** Only a state can be bypassed, never a target the guard cannot tell or a store failure. */
+  private mayAskCanBypass(block: Block): boolean {
+    return (
+      this.config.canBypass !== undefined && block.state !== undefined && block.namespace !== null
+    );
+  }
+
+  /** Asks the `canBypass` hook once per request, then decides again with its answer. */
+  private askCanBypass(request: Pending, namespace: string): void {
+    const granted = new Set<string>();
+    request.granted = granted;
+    const record = (yes: unknown) => {
+      if (yes === true) granted.add(namespace);
+    };
+    let answer: boolean | Promise<boolean> | undefined;
+    try {
+      answer = this.config.canBypass?.(request.req, namespace);
+    } catch (error) {
+      this.log.conditionFailed(error, 'canBypass');
+    }
+    if (!(answer instanceof Promise)) {
+      record(answer);
+      return this.decide(request);
+    }
+    withTimeout(answer, this.config.timeout)
+      .then(record, (error: unknown) => this.log.conditionFailed(error, 'canBypass'))
+      .then(() => this.decide(request))
+      .catch((error: unknown) => this.failed(request, error));
+  }
+
+  /** The verdict's `bypass`: a valid token for `namespace`, or `canBypass` granted it. */
+  private bypasses(request: Pending, namespace: string): boolean {
+    if (request.granted?.has(namespace) === true) return true;
+    const keys = this.config.bypass;
+    if (keys === undefined) return false;
+    if (request.grant === undefined) {
+      const token = bypassTokenOf(request.req);
+      request.grant = token === null ? null : verifyBypassToken(token, keys, request.now);
+    }
+    return request.grant !== null && request.grant.namespace === namespace;
   }
 
   private pending(
@@ -281,8 +399,20 @@ export class Pipeline {
     next: NextFunction,
     method: string,
     pathname: string | null,
+    read = false,
   ): Pending {
-    return new Pending(req, res, next, method, pathname, this.config.failOpen, this.#allowedBy);
+    const request = new Pending(
+      req,
+      res,
+      next,
+      method,
+      pathname,
+      this.config.failOpen,
+      this.#allowedBy,
+      read,
+    );
+    if (this.#takesBypass) request.bypass = (namespace) => this.bypasses(request, namespace);
+    return request;
   }
 
   /** Deciding threw (a bug, or a user callback that threw): refuse the write, never throw. */
@@ -290,7 +420,7 @@ export class Pipeline {
     try {
       this.log.failed(error);
       const block = { reason: 'internal-error', namespace: null } as const;
-      sendBlocked(request.req, request.res, request.pathname, block, this.config);
+      sendBlocked(request.req, request.res, request.next, request.pathname, block, this.config);
     } catch {
       request.res.destroy();
     }

@@ -37,8 +37,24 @@ export class VerdictLog {
         { method, path, rule: `${String(rule.method)} ${rule.path}`, namespace: block.namespace },
         'namespace-read-only: allowlisted write',
       );
-    } else if (v.admit) {
+    } else if (v.admit && v.via === 'store-error-open') {
       this.#storeErrorOpen(v.error, { method, path });
+    } else if (v.admit) {
+      // Bypassed or reported: the write happens, and the operator needs to know who wrote
+      // through a maintenance, or what a real one would have refused. Never the token itself.
+      const { block } = v;
+      this.#logger.info(
+        {
+          namespace: block.namespace,
+          method,
+          path,
+          reason: block.reason,
+          ...(block.state?.reason !== undefined && { stateReason: block.state.reason }),
+        },
+        v.via === 'bypass'
+          ? 'namespace-read-only: write bypassed maintenance'
+          : 'namespace-read-only: write would be refused (report)',
+      );
     } else {
       const { block } = v;
       const fields = {
@@ -71,11 +87,17 @@ export class VerdictLog {
     this.#logger.error({ err: error }, 'namespace-read-only: guard failed; write refused');
   }
 
-  /** The allowlist's `when` condition threw: the rule does not apply. */
-  conditionFailed(error: unknown): void {
-    this.#logger.error(
-      { err: error },
-      'namespace-read-only: allowlist condition threw; treated as not allowed',
+  /**
+   * A user callback that answers a question threw or rejected: the allowlist's `when`, `skip`,
+   * `canBypass` (each then means "no") or a `writeRoutes` condition (which then means "writes").
+   */
+  conditionFailed(error: unknown, option = 'allowlist'): void {
+    this.#troubles.error(
+      `condition:${option}`,
+      { err: error, option },
+      option === 'allowlist'
+        ? 'namespace-read-only: allowlist condition threw; treated as not allowed'
+        : `namespace-read-only: ${option} threw; treated as the safe answer`,
     );
   }
 

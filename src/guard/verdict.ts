@@ -1,6 +1,6 @@
 import type { RefusalReason } from '../errors.js';
 import type { AllowRule } from '../routing/allowlist.js';
-import { INSTANCE, type NamespaceState } from '../state/values.js';
+import { INSTANCE, inForce, type NamespaceState } from '../state/values.js';
 
 /**
  * The one decision: may this write happen? The middleware and every programmatic check
@@ -40,6 +40,13 @@ export interface VerdictInput<Route = unknown> {
   /** False when this process's migration-fence lease lapsed (always true without the fence). */
   readonly holdsLease: boolean;
   /**
+   * The request only reads (`GET`, `HEAD`...): then only a `frozen` state refuses it, and nothing
+   * it cannot tell or read does.
+   */
+  readonly read?: boolean;
+  /** The time of the decision (ms), for a state's `startsAt`; the caller's clock, not ours. */
+  readonly now: number;
+  /**
    * The request's route, or `null` where none applies: a programmatic check names a namespace,
    * not a route (so the allowlisted `POST /api/graphql` can still refuse a mutation with
    * `assertWritable`), and a path with dot segments has no route the guard can identify.
@@ -47,6 +54,12 @@ export interface VerdictInput<Route = unknown> {
   readonly route: Route | null;
   /** The allowlist rule `route` matches, if any; asked only when the write would be refused. */
   readonly allowedBy: (route: Route) => AllowRule | null;
+  /**
+   * Whether the request may write to `namespace` (`*`: the instance) despite its state (a bypass
+   * token for it, or `canBypass`). Asked only for a state that would refuse it, never for a
+   * target it cannot tell, a store failure or a lapsed lease.
+   */
+  readonly bypass?: ((namespace: string) => boolean) | null | undefined;
 }
 
 /** Why a write is refused, and what the answer needs to say so. */
@@ -71,55 +84,113 @@ export type Verdict =
       readonly rule: AllowRule;
       readonly block: Block;
     }
+  /** It would have been refused for `block`, but the request may bypass that state. */
+  | { readonly admit: true; readonly via: 'bypass'; readonly block: Block }
+  /** A `report` state: `maintenance` would have refused it for `block`; logged, not refused. */
+  | { readonly admit: true; readonly via: 'report'; readonly block: Block }
   | { readonly admit: false; readonly block: Block };
 
 const OPEN: Verdict = Object.freeze({ admit: true, via: 'open' });
 
+/**
+ * What refuses the request, in order of precedence: a target it cannot tell, a state it cannot
+ * read, the namespace's own state (its message is the more specific), the instance's, a lapsed
+ * lease. The allowlist lets a route through whatever would refuse it; a bypass lifts only a
+ * state, and only the state of the namespace it names.
+ */
 export function verdict<Route>(input: VerdictInput<Route>): Verdict {
-  const block = blockOf(input);
-  if (block === null) {
-    return input.readError !== undefined
-      ? { admit: true, via: 'store-error-open', error: input.readError }
-      : OPEN;
+  const read = input.read === true;
+  const { unknowable } = input;
+  if (unknowable !== undefined) {
+    if (!read && input.nothingClosed !== true) {
+      return refuse(input, {
+        reason: unknowable.reason,
+        namespace: null,
+        detail: unknowable.detail,
+      });
+    }
+    return leaseOr(input, OPEN);
   }
+  if (input.readError !== undefined) {
+    if (read) return OPEN;
+    if (!input.failOpen) {
+      return refuse(input, {
+        reason: 'store-unavailable',
+        namespace: null,
+        detail: String(input.readError),
+      });
+    }
+    return leaseOr(input, { admit: true, via: 'store-error-open', error: input.readError });
+  }
+  let bypassed: Block | null = null;
+  let reported: Block | null = null;
+  const { namespace } = input;
+  for (let i = 0; i < 2; i++) {
+    const key = i === 0 ? namespace : INSTANCE;
+    const state = i === 0 ? input.own : input.instance;
+    if (key === null || state === null) continue;
+    const effect = effectOf(state, read, input.now);
+    if (effect === null) continue;
+    const block = closedBy(key, state);
+    if (effect === 'report') {
+      reported ??= block;
+      continue;
+    }
+    const rule = input.route === null ? null : input.allowedBy(input.route);
+    if (rule !== null) return { admit: true, via: 'allowlist', rule, block };
+    if (input.bypass?.(key) === true) {
+      bypassed ??= block;
+      continue;
+    }
+    return { admit: false, block };
+  }
+  const admitted: Verdict =
+    bypassed !== null
+      ? { admit: true, via: 'bypass', block: bypassed }
+      : reported !== null
+        ? { admit: true, via: 'report', block: reported }
+        : OPEN;
+  return leaseOr(input, admitted);
+}
+
+/** A write admitted otherwise is still refused while this process's fence lease has lapsed. */
+function leaseOr<Route>(input: VerdictInput<Route>, admitted: Verdict): Verdict {
+  if (input.holdsLease || input.read === true) return admitted;
+  return refuse(input, {
+    reason: 'lease-lapsed',
+    namespace: input.namespace,
+    detail: 'fence heartbeat lapsed',
+  });
+}
+
+/** Refused for `block`, unless the allowlist lets the route through. */
+function refuse<Route>(input: VerdictInput<Route>, block: Block): Verdict {
   const rule = input.route === null ? null : input.allowedBy(input.route);
   return rule === null ? { admit: false, block } : { admit: true, via: 'allowlist', rule, block };
 }
 
-/** What refuses the write, in order of precedence, or `null` when nothing does. */
-function blockOf<Route>(input: VerdictInput<Route>): Block | null {
-  const { namespace, unknowable } = input;
-  if (unknowable !== undefined) {
-    if (input.nothingClosed !== true) {
-      return { reason: unknowable.reason, namespace: null, detail: unknowable.detail };
-    }
-  } else if (input.readError !== undefined) {
-    if (!input.failOpen) {
-      return { reason: 'store-unavailable', namespace: null, detail: String(input.readError) };
-    }
-  } else {
-    // The namespace's own maintenance first: its message is the more specific.
-    const own = input.own;
-    if (namespace !== null && closes(own)) return closedBy(namespace, own);
-    const instance = input.instance;
-    if (closes(instance)) return closedBy(INSTANCE, instance);
+/** What `state` does to this request now: refuse it, report it, or nothing. */
+function effectOf(state: NamespaceState, read: boolean, now: number): 'refuse' | 'report' | null {
+  switch (state.state) {
+    case 'active':
+      return null;
+    case 'frozen':
+      return inForce(state, now) ? 'refuse' : null;
+    case 'report':
+      return read || !inForce(state, now) ? null : 'report';
+    default:
+      return read || !inForce(state, now) ? null : 'refuse';
   }
-  if (!input.holdsLease) {
-    return { reason: 'lease-lapsed', namespace, detail: 'fence heartbeat lapsed' };
-  }
-  return null;
-}
-
-function closes(state: NamespaceState | null): state is NamespaceState {
-  return state !== null && state.state !== 'active';
 }
 
 function closedBy(namespace: string, state: NamespaceState): Block {
   const reason: RefusalReason =
     state.unrecognized !== undefined
       ? 'unrecognized-state'
-      : namespace === INSTANCE
-        ? 'instance-maintenance'
-        : 'maintenance';
+      : state.state === 'frozen'
+        ? 'frozen'
+        : namespace === INSTANCE
+          ? 'instance-maintenance'
+          : 'maintenance';
   return { reason, namespace, state };
 }

@@ -70,10 +70,10 @@ function matcherFor(c: CompiledRule, mode: number): Matcher {
   return m;
 }
 
-export function compileAllowlist(rules: unknown): AllowlistMatch {
+export function compileAllowlist(rules: unknown, option = 'allowlist'): AllowlistMatch {
   if (!Array.isArray(rules))
-    throw new OptionsError('allowlist', 'an array of { method, path } rules', rules);
-  const compiled = rules.map((rule: unknown, i) => compileRule(rule, `allowlist[${i}]`));
+    throw new OptionsError(option, 'an array of { method, path } rules', rules);
+  const compiled = rules.map((rule: unknown, i) => compileRule(rule, `${option}[${i}]`));
   if (compiled.length === 0) return () => null;
   return function allowedBy(req, method, pathname) {
     const mode = routerMode(req);

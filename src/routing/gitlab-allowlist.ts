@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { decodeSegment } from '../request/namespace-name.js';
+import { parseTarget } from '../request/path.js';
 import type { AllowRule, RouteParams } from './allowlist.js';
-import { isReservedTopLevel } from './gitlab-routes.js';
+import { isReservedTopLevel, namesReceivePack } from './gitlab-routes.js';
 
 /**
  * What GitLab lets through while read-only (its `ReadOnly::Controller` allowlist and the EE
@@ -26,8 +27,13 @@ export function gitlabAllowlist(options: GitlabAllowlistOptions = {}): AllowRule
     { method: 'POST', path: '/*repo/:project.git/git-upload-pack', when: repoPathOnly },
     { method: 'POST', path: '/*repo/:project.git/info/lfs/objects/batch', when: repoPathOnly },
     { method: 'POST', path: '/*repo/-/compare', when: repoPathOnly },
+    // The read that starts a git fetch: only a `frozen` state refuses reads, and a fetch must
+    // still work there (the push discovery, `service=git-receive-pack`, is a write anyway).
+    { method: 'GET', path: '/*repo/:project.git/info/refs', when: fetchDiscovery },
     // Instance scope: signing in and out, tokens, SSO callbacks.
     { method: 'POST', path: '/users/sign_in' },
+    // The sign-in page itself, which a frozen instance would refuse as a read.
+    { method: 'GET', path: '/users/sign_in' },
     { method: 'POST', path: '/users/sign_out' },
     { method: ['GET', 'POST'], path: '/users/auth/*provider' },
     { method: 'POST', path: '/oauth/token' },
@@ -51,6 +57,17 @@ export function gitlabAllowlist(options: GitlabAllowlistOptions = {}): AllowRule
     );
   }
   return rules;
+}
+
+/** A fetch's discovery read, never a push's (which `service=git-receive-pack` makes a write). */
+function fetchDiscovery(req: IncomingMessage, params: RouteParams): boolean {
+  if (!repoPathOnly(req, params)) return false;
+  try {
+    const query = parseTarget(req)?.query;
+    return typeof query !== 'string' || !namesReceivePack(query);
+  } catch {
+    return false;
+  }
 }
 
 /**

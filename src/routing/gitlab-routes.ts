@@ -132,6 +132,11 @@ function candidateAt(segments: SegmentReader): Target {
 function startsGitPush(pathname: string, search: string | null): boolean {
   if (search === null || !pathname.toLowerCase().includes('/info/refs')) return false;
   if (pushDiscovery(pathname) === false) return false;
+  return namesReceivePack(search);
+}
+
+/** Whether a query asks for `service=git-receive-pack`, under any spelling a parser reads as it. */
+export function namesReceivePack(search: string): boolean {
   // `service` under any spelling a query parser reads as it (`[service]`, `service[]`...).
   for (const [key, service] of new URLSearchParams(search)) {
     if (queryKeyRoot(key).toLowerCase() !== 'service') continue;

@@ -89,6 +89,26 @@ export class RequestMemo {
     return value;
   }
 
+  /**
+   * The state under `key` if it can be had without waiting (a read asks this way: it never
+   * waits for a store), `undefined` otherwise. A pending read already in the memo counts as not
+   * at hand.
+   */
+  peek(key: string, req: IncomingMessage): NamespaceState | null | undefined {
+    const memo = this.#memo(req);
+    const seen = memo.get(key);
+    if (seen !== undefined) return seen instanceof Promise ? undefined : seen;
+    let value: NamespaceState | null | undefined;
+    try {
+      const peeked = this.store.peek?.(key);
+      value = peeked === undefined ? undefined : asState(peeked);
+    } catch {
+      value = undefined;
+    }
+    if (value !== undefined) memo.set(key, value);
+    return value;
+  }
+
   /** The request's memo, created on first use. */
   #memo(req: IncomingMessage): Memo {
     const locals = (req as ExpressRequest).res?.locals;

@@ -1,3 +1,5 @@
+import { OptionsError } from '../errors.js';
+import { isLogger, type Logger, LogLimiter, safeLogger } from '../logger.js';
 import { namespaceKey } from '../request/namespace-name.js';
 import {
   checkStateInput,
@@ -6,7 +8,20 @@ import {
   type StateInput,
   toState,
 } from '../state/values.js';
-import type { SetOptions, StateStore } from './store.js';
+import { ChangeListeners, checkChangeOptions } from './changes.js';
+import type { DeleteOptions, SetOptions, StateChangeListener, StateStore } from './store.js';
+
+export interface MemoryStateStoreOptions {
+  /** A pino-compatible logger, for a failing `onStateChange` listener. Default: silent. */
+  readonly logger?: Logger;
+}
+
+const NO_LOGGER: Logger = {
+  warn: () => undefined,
+  info: () => undefined,
+  debug: () => undefined,
+  error: () => undefined,
+};
 
 /**
  * States held in this process: the default, for a single process, tests and demos. Every
@@ -16,6 +31,25 @@ export class MemoryStateStore implements StateStore {
   readonly #states = new Map<string, NamespaceState>();
   /** The keys whose state closes writes: what `anyClosed()` looks at, however many are open. */
   readonly #closed = new Set<string>();
+  /** The keys whose state is `frozen`: what `anyFrozen()` looks at. */
+  readonly #frozen = new Set<string>();
+  readonly #listeners: ChangeListeners;
+
+  constructor(options: MemoryStateStoreOptions = {}) {
+    // Checked here rather than with the guard's option helpers, which import this class.
+    const logger: unknown = (options as MemoryStateStoreOptions | null)?.logger;
+    if (logger !== undefined && !isLogger(logger)) {
+      throw new OptionsError(
+        'logger',
+        'a pino-compatible logger',
+        logger,
+        'MemoryStateStore option',
+      );
+    }
+    this.#listeners = new ChangeListeners(
+      new LogLimiter(logger === undefined ? NO_LOGGER : safeLogger(logger)),
+    );
+  }
 
   async get(namespace: string): Promise<NamespaceState | null> {
     return this.peek(namespaceKey(namespace));
@@ -25,7 +59,8 @@ export class MemoryStateStore implements StateStore {
    * Accepts `'maintenance'`, `'active'` or `{ state, message?, until?, reason? }`. A raw string
    * that is none of these is kept and read back as maintenance (flagged `unrecognized`), the
    * same rule the Redis store applies to what an operator types. `ttl` (ms) ends the state by
-   * itself, like a Redis key TTL.
+   * itself, like a Redis key TTL. `actor` and `reason` are checked and otherwise unused: this
+   * store keeps no audit trail.
    */
   async set(
     namespace: string,
@@ -35,19 +70,43 @@ export class MemoryStateStore implements StateStore {
     const key = namespaceKey(namespace);
     const value = typeof state === 'string' ? toState(state) : checkStateInput(state);
     const ttl = checkTtl(options.ttl);
-    const expiring =
-      ttl === undefined ? value : { ...value, expiresAt: new Date(Date.now() + ttl) };
-    this.#states.set(key, Object.freeze(expiring));
+    checkChangeOptions(options);
+    const expiring = Object.freeze(
+      ttl === undefined ? value : { ...value, expiresAt: new Date(Date.now() + ttl) },
+    );
+    const before = this.peek(key);
+    this.#states.set(key, expiring);
     if (expiring.state === 'active') this.#closed.delete(key);
     else this.#closed.add(key);
+    if (expiring.state === 'frozen') this.#frozen.add(key);
+    else this.#frozen.delete(key);
+    this.#listeners.emit(key, before, expiring, 'local');
   }
 
-  async delete(namespace: string): Promise<void> {
-    this.#forget(namespaceKey(namespace));
+  async delete(namespace: string, options: DeleteOptions = {}): Promise<void> {
+    const key = namespaceKey(namespace);
+    checkChangeOptions(options);
+    const before = this.peek(key);
+    this.#forget(key);
+    this.#listeners.emit(key, before, null, 'local');
+  }
+
+  /**
+   * Calls `listener` after each change: `set` and `delete` (`via: 'local'`), and a state whose
+   * `ttl` ran out, when a read finds it gone (`via: 'ttl'`). Setting the same state again is no
+   * change. Returns a function that stops the calls.
+   */
+  onStateChange(listener: StateChangeListener): () => void {
+    return this.#listeners.add(listener);
   }
 
   anyClosed(): boolean {
     for (const key of this.#closed) if (this.peek(key) !== null) return true;
+    return false;
+  }
+
+  anyFrozen(): boolean {
+    for (const key of this.#frozen) if (this.peek(key) !== null) return true;
     return false;
   }
 
@@ -57,6 +116,7 @@ export class MemoryStateStore implements StateStore {
     if (state === undefined) return null;
     if (state.expiresAt !== undefined && Date.now() >= state.expiresAt.getTime()) {
       this.#forget(key);
+      this.#listeners.emit(key, state, null, 'ttl');
       return null;
     }
     return state;
@@ -65,5 +125,6 @@ export class MemoryStateStore implements StateStore {
   #forget(key: string): void {
     this.#states.delete(key);
     this.#closed.delete(key);
+    this.#frozen.delete(key);
   }
 }

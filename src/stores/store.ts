@@ -12,7 +12,7 @@ export interface StateStore {
   get(namespace: string): Promise<NamespaceState | null>;
   set(namespace: string, state: StateInput, options?: SetOptions): Promise<void>;
   /** Back to writable. */
-  delete(namespace: string): Promise<void>;
+  delete(namespace: string, options?: DeleteOptions): Promise<void>;
   /**
    * The state when the store can answer from memory right now, `undefined` when it must ask
    * `get()`. Lets the middleware answer synchronously on the hot path. Called only with
@@ -28,6 +28,11 @@ export interface StateStore {
    */
   anyClosed?(): boolean | Promise<boolean | undefined> | undefined;
   /**
+   * Whether any state that refuses reads (`frozen`) is set: lets the guard pass reads without
+   * looking at them while none is. `undefined` (or absent) when the store cannot say at once.
+   */
+  anyFrozen?(): boolean | undefined;
+  /**
    * Releases timers and connections the store opened itself. The store's owner calls it: a
    * guard never closes a store it was given, since other guards may share it.
    */
@@ -38,6 +43,12 @@ export interface StateStore {
    * has drained.
    */
   register?(inflight: InflightWrites): WriterRegistration;
+  /**
+   * Calls `listener` whenever this process learns that a state changed, however the change was
+   * made; returns a function that stops the calls. A listener that throws (or rejects) is logged
+   * and ignored: it never breaks the store.
+   */
+  onStateChange?(listener: StateChangeListener): () => void;
 }
 
 export interface WriterRegistration {
@@ -50,7 +61,47 @@ export interface WriterRegistration {
   release(): Promise<void>;
 }
 
-export interface SetOptions {
+/** Who made a change and why: what the Redis store's audit stream records. */
+export interface ChangeOptions {
+  /**
+   * Who made the change (a person, a job), up to 200 characters. Default `store@<hostname>:<pid>`;
+   * the CLI passes `<os user>@<hostname> (nsro)` or its `--actor`.
+   */
+  readonly actor?: string;
+  /** Why, for the audit trail, when the state itself carries no `reason` (up to 1,000 characters). */
+  readonly reason?: string;
+}
+
+export interface SetOptions extends ChangeOptions {
   /** Milliseconds after which the state ends by itself (a Redis key TTL). */
   readonly ttl?: number;
 }
+
+export type DeleteOptions = ChangeOptions;
+
+/** How a process learned of a change. */
+export type StateChangeVia =
+  /** Announced (keyspace notification or `<prefix>changes`), then read. */
+  | 'push'
+  /** Read straight from Redis for the migration fence. */
+  | 'read'
+  /** Found by loading every state (regaining complete knowledge, or the periodic check). */
+  | 'load'
+  /** Made by this process, through this store. */
+  | 'local'
+  /** Re-read per key once its cached value was too old (or ran out). */
+  | 'ttl'
+  /** Read per key for the first time since the cache dropped it. */
+  | 'miss';
+
+export interface StateChange {
+  /** The normalised key: a lower-cased root namespace, or `*` for the instance. */
+  readonly namespace: string;
+  /** What this process knew before; `null`: no state (writable). */
+  readonly from: NamespaceState | null;
+  /** What it knows now; `null`: no state (writable). */
+  readonly to: NamespaceState | null;
+  readonly via: StateChangeVia;
+}
+
+export type StateChangeListener = (change: StateChange) => void;

@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { bypassKeys, verifyBypassToken } from '../../src/bypass/token.js';
@@ -8,7 +8,13 @@ import { redisUrl } from '../../src/cli/args.js';
 import { describeState, main, parseDuration } from '../../src/cli/main.js';
 import type { NamespaceState } from '../../src/state/values.js';
 import { BIN, ROOT } from '../helpers/dist.js';
-import { freePort, type RedisServer, stallProxy, startRedis } from '../helpers/redis.js';
+import {
+  connectClient,
+  freePort,
+  type RedisServer,
+  stallProxy,
+  startRedis,
+} from '../helpers/redis.js';
 
 /**
  * The operator CLI (`namespace-read-only` / `nsro`), end to end: the built `dist/bin.js` run as a
@@ -86,12 +92,15 @@ async function connections(): Promise<number> {
   return Number(m[1]);
 }
 
-/** Every key under the prefix but the index, which lists the namespaces that have a state. */
+/**
+ * Every key under the prefix but the index, which lists the namespaces that have a state, and
+ * the audit stream, which records every change.
+ */
 function nsroKeys(): Promise<string[]> {
   return redis.cli('KEYS', 'nsro:*').then((out) =>
     out
       .split('\n')
-      .filter((k) => k !== '' && k !== 'nsro:index')
+      .filter((k) => k !== '' && k !== 'nsro:index' && k !== 'nsro:audit')
       .sort(),
   );
 }
@@ -132,6 +141,34 @@ describe('the built binary', () => {
 });
 
 describe('enable', () => {
+  it('`--at <time> --for 30m` schedules a window; `--state frozen|report` sets the value', async () => {
+    const at = new Date(Date.now() + 3_600_000);
+    const r = await nsro(['enable', 'acme', '--at', at.toISOString(), '--for', '30m']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^acme: maintenance starts \S+Z \(in (1h0s|59m5\ds)\)/);
+    const stored = JSON.parse(await redis.cli('GET', 'nsro:state:acme'));
+    expect(stored).toMatchObject({ state: 'maintenance', startsAt: at.toISOString() });
+    expect(new Date(stored.until).getTime()).toBe(at.getTime() + 30 * 60_000);
+    // The key lives until the window's end.
+    expect(Number(await redis.cli('TTL', 'nsro:state:acme'))).toBeGreaterThan(5390);
+
+    expect((await nsro(['enable', 'beta', '--state', 'frozen'])).stdout).toBe('beta: frozen\n');
+    expect(await redis.cli('GET', 'nsro:state:beta')).toBe('frozen');
+    expect((await nsro(['enable', 'gamma', '--state', 'report'])).code).toBe(0);
+    expect(await redis.cli('GET', 'nsro:state:gamma')).toBe('report');
+
+    for (const bad of [
+      ['enable', 'x', '--state', 'open'],
+      ['enable', 'x', '--at', '2001-01-01T00:00:00Z'],
+      ['enable', 'x', '--at', 'tomorrow'],
+      ['status', '--at', at.toISOString()],
+    ]) {
+      const b = await nsro(bad);
+      expect({ bad, code: b.code }).toEqual({ bad, code: 2 });
+    }
+    expect(await redis.cli('EXISTS', 'nsro:state:x')).toBe('0');
+  });
+
   it('`enable acme` writes the plain maintenance value, without a TTL', async () => {
     const r = await nsro(['enable', 'acme']);
     expect(r).toMatchObject({ code: 0, stderr: '', stdout: 'acme: maintenance\n' });
@@ -334,7 +371,109 @@ describe('disable, status, list', () => {
     expect((await nsro(['list'])).stdout).toBe('');
 
     expect((await nsro(['disable', 'acme', '--prefix', 'other:'])).code).toBe(0);
-    expect(await redis.cli('DBSIZE')).toBe('0');
+    // What is left is the audit trail of both changes, under the same prefix.
+    expect(await redis.cli('KEYS', '*')).toBe('other:audit');
+    expect(await redis.cli('XLEN', 'other:audit')).toBe('2');
+  });
+});
+
+describe('the audit trail: every change appends to nsro:audit, `log` prints it', () => {
+  /** The audit stream's entries, oldest first, each as a field -> value record. */
+  async function stream(key = 'nsro:audit'): Promise<Record<string, string>[]> {
+    const client = await connectClient(redis.port);
+    try {
+      const entries = await client.xrange(key, '-', '+');
+      return entries.map(([, fields]) => {
+        const record: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2)
+          record[fields[i] as string] = fields[i + 1] as string;
+        return record;
+      });
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  it('`enable acme --reason migration` then `log acme` shows who, what and why', async () => {
+    const before = Date.now();
+    expect((await nsro(['enable', 'acme', '--reason', 'migration'])).code).toBe(0);
+    const value = await redis.cli('GET', 'nsro:state:acme');
+    expect(JSON.parse(value)).toEqual({ state: 'maintenance', reason: 'migration' });
+
+    const [entry, ...rest] = await stream();
+    expect(rest).toEqual([]);
+    expect(entry).toEqual({
+      namespace: 'acme',
+      from: '',
+      to: value,
+      actor: expect.stringMatching(/^\S+@\S+ \(nsro\)$/),
+      reason: 'migration',
+      time: expect.any(String),
+    });
+    const time = Date.parse(entry?.time ?? '');
+    expect(time).toBeGreaterThanOrEqual(before - 1000);
+    expect(time).toBeLessThanOrEqual(Date.now() + 1000);
+
+    const r = await nsro(['log', 'acme']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toBe(
+      `${entry?.time} acme (none) -> ${value} by ${entry?.actor} reason: migration\n`,
+    );
+    expect(entry?.actor).toContain(`@${os.hostname()} (nsro)`);
+  });
+
+  it('`--actor` names who made the change; `disable --reason` records why; newest first', async () => {
+    await nsro(['enable', 'acme', '--actor', 'alice (ticket 42)']);
+    await nsro(['enable', 'Beta/Team', '--message', 'Moving', '--actor', 'bob']);
+    await nsro(['disable', 'acme', '--actor', 'alice (ticket 42)', '--reason', 'done']);
+    // Disabling what has no state changes nothing: no entry.
+    await nsro(['disable', 'acme', '--actor', 'carol']);
+
+    expect((await stream()).map((e) => [e.namespace, e.from, e.to, e.actor, e.reason])).toEqual([
+      ['acme', '', 'maintenance', 'alice (ticket 42)', ''],
+      ['beta', '', '{"state":"maintenance","message":"Moving"}', 'bob', ''],
+      ['acme', 'maintenance', '', 'alice (ticket 42)', 'done'],
+    ]);
+
+    const all = await nsro(['log']);
+    expect(all.code).toBe(0);
+    expect(all.stdout.split('\n')).toEqual([
+      expect.stringMatching(
+        /^\S+Z acme maintenance -> \(none\) by alice \(ticket 42\) reason: done$/,
+      ),
+      expect.stringMatching(
+        /^\S+Z beta \(none\) -> \{"state":"maintenance","message":"Moving"\} by bob$/,
+      ),
+      expect.stringMatching(/^\S+Z acme \(none\) -> maintenance by alice \(ticket 42\)$/),
+      '',
+    ]);
+    expect((await nsro(['log', 'ACME', '--limit', '1'])).stdout).toMatch(
+      /^\S+Z acme maintenance -> \(none\) by alice \(ticket 42\) reason: done\n$/,
+    );
+    expect((await nsro(['log', 'beta'])).stdout.split('\n')).toHaveLength(2);
+    expect((await nsro(['log', '--limit', '2'])).stdout.split('\n')).toHaveLength(3);
+  });
+
+  it('`log` with no entries says so and exits 0; a plain redis-cli change appends nothing', async () => {
+    expect(await nsro(['log'])).toMatchObject({ code: 0, stderr: '', stdout: 'no entries\n' });
+    await redis.cli('SET', 'nsro:state:acme', 'maintenance');
+    expect(await nsro(['log', 'acme'])).toMatchObject({
+      code: 0,
+      stdout: 'no entries for acme\n',
+    });
+    await nsro(['enable', 'beta']);
+    expect(await nsro(['log', 'acme'])).toMatchObject({
+      code: 0,
+      stdout: 'no entries for acme\n',
+    });
+  });
+
+  it('a value with a line break stays on one line', async () => {
+    await nsro(['enable', 'acme', '--reason', 'two\nlines', '--actor', 'eve\nmallory']);
+    const r = await nsro(['log']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')).toHaveLength(2);
+    expect(r.stdout).toContain('by "eve\\nmallory" reason: "two\\nlines"');
   });
 });
 
@@ -382,9 +521,20 @@ describe('bad input: one line on stderr, exit 2, nothing written, Redis never co
     [
       'status with --for',
       ['status', 'acme', '--for', '5m'],
-      /--for only goes with enable, not status/,
+      /--for only goes with enable or token, not status/,
     ],
     ['list with a namespace', ['list', 'acme'], /list takes no namespace/],
+    ['log with --limit 0', ['log', '--limit', '0'], /bad --limit "0"/],
+    ['log with --limit abc', ['log', 'acme', '--limit', 'abc'], /bad --limit "abc"/],
+    ['log of an invalid name', ['log', '..'], /invalid namespace name: "\.\."/],
+    [
+      'status with --actor',
+      ['status', 'acme', '--actor', 'alice'],
+      /--actor only goes with enable or disable, not status/,
+    ],
+    ['enable with --limit', ['enable', 'acme', '--limit', '5'], /--limit only goes with log/],
+    ['log with --reason', ['log', '--reason', 'x'], /--reason only goes with enable or disable/],
+    ['an empty --actor', ['enable', 'acme', '--actor', ' '], /--actor needs a name/],
   ];
 
   it.each(cases)('%s', async (_name, args, message) => {
@@ -685,7 +835,14 @@ describe('main() in process', () => {
     });
     expect(await run(['list', ...url])).toEqual({ code: 0, lines: ['acme\tmaintenance'] });
     expect(await run(['disable', 'acme', ...url])).toEqual({ code: 0, lines: ['acme: writable'] });
-    expect(await redis.cli('DBSIZE')).toBe('0');
+    expect(await redis.cli('KEYS', '*')).toBe('nsro:audit'); // the trail of both changes
+    expect(await run(['log', ...url])).toEqual({
+      code: 0,
+      lines: [
+        expect.stringMatching(/ acme \{"state":"maintenance","message":"Moving"\} -> \(none\) by /),
+        expect.stringMatching(/ acme \(none\) -> \{"state":"maintenance","message":"Moving"\} by /),
+      ],
+    });
     expect(stderr).toEqual([]);
   });
 

@@ -360,7 +360,7 @@ describe('migration fence races', () => {
     // No wait counts it any more: it must not admit a write, even to a namespace it knows open.
     await expect(guard.runWrite('acme', () => undefined)).rejects.toMatchObject({
       code: 'ERR_NSRO_LEASE_LAPSED',
-      reason: 'lease-lapsed',
+      refusal: 'lease-lapsed',
     });
     const op = await operator();
     await op.fence('acme'); // nobody left to wait for
@@ -370,7 +370,7 @@ describe('migration fence races', () => {
     });
     await expect(
       guard.runWrite('acme', () => client.rpush('commits', 'acme')),
-    ).rejects.toMatchObject({ code: 'ERR_NSRO_MAINTENANCE', reason: 'maintenance' });
+    ).rejects.toMatchObject({ code: 'ERR_NSRO_MAINTENANCE', refusal: 'maintenance' });
     expect(await op.late('acme')).toBe(0);
   });
 
@@ -391,7 +391,7 @@ describe('migration fence races', () => {
     beats.control.mode = 'late';
     await waitFor(() => beats.control.delivered > 0, { what: 'a late heartbeat reply' });
     await expect(guard.runWrite('acme', () => undefined)).rejects.toMatchObject({
-      reason: 'lease-lapsed',
+      refusal: 'lease-lapsed',
     });
   });
 

@@ -128,7 +128,11 @@ describe.each(expressVersions)('the blocked answer ($name)', ({ express }) => {
       expect(res.headers['x-namespace-read-only']).toBe('*');
       expect(res.headers['cache-control']).toBe('no-store');
       expect(res.headers['retry-after']).toBe('900');
-      expect(res.body).toEqual({ message: INSTANCE_MESSAGE, namespace: '*' });
+      expect(res.body).toEqual({
+        message: INSTANCE_MESSAGE,
+        namespace: '*',
+        code: 'ERR_NSRO_INSTANCE_MAINTENANCE',
+      });
       expect(handled).toEqual([]);
     });
 
@@ -152,7 +156,11 @@ describe.each(expressVersions)('the blocked answer ($name)', ({ express }) => {
       const res = await request(app).post('/acme/x').send({ title: 'hello' });
       expect(res.status).toBe(503);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
-      expect(res.body).toEqual({ message: DEFAULT_MESSAGE, namespace: 'acme' });
+      expect(res.body).toEqual({
+        message: DEFAULT_MESSAGE,
+        namespace: 'acme',
+        code: 'ERR_NSRO_MAINTENANCE',
+      });
     });
 
     it('answers JSON for a Git LFS request (application/vnd.git-lfs+json)', async () => {
@@ -164,7 +172,11 @@ describe.each(expressVersions)('the blocked answer ($name)', ({ express }) => {
         .send('{"operation":"upload","objects":[]}');
       expect(res.status).toBe(503);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
-      expect(JSON.parse(res.text)).toEqual({ message: DEFAULT_MESSAGE, namespace: 'acme' });
+      expect(JSON.parse(res.text)).toEqual({
+        message: DEFAULT_MESSAGE,
+        namespace: 'acme',
+        code: 'ERR_NSRO_MAINTENANCE',
+      });
       expect(handled).toEqual([]);
     });
 
@@ -174,7 +186,11 @@ describe.each(expressVersions)('the blocked answer ($name)', ({ express }) => {
         .delete('/acme/x')
         .set('Accept', 'text/html;q=0.5, application/json');
       expect(res.headers['content-type']).toMatch(/^application\/json/);
-      expect(res.body).toEqual({ message: DEFAULT_MESSAGE, namespace: 'acme' });
+      expect(res.body).toEqual({
+        message: DEFAULT_MESSAGE,
+        namespace: 'acme',
+        code: 'ERR_NSRO_MAINTENANCE',
+      });
     });
 
     it('answers JSON for an /api/ path even without JSON headers', async () => {
@@ -185,7 +201,11 @@ describe.each(expressVersions)('the blocked answer ($name)', ({ express }) => {
         .send('title=x');
       expect(res.status).toBe(503);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
-      expect(res.body).toEqual({ message: DEFAULT_MESSAGE, namespace: 'acme' });
+      expect(res.body).toEqual({
+        message: DEFAULT_MESSAGE,
+        namespace: 'acme',
+        code: 'ERR_NSRO_MAINTENANCE',
+      });
     });
 
     it('does not treat /apis or /api-docs as the API', async () => {
@@ -208,6 +228,7 @@ describe.each(expressVersions)('the blocked answer ($name)', ({ express }) => {
       expect(res.body).toEqual({
         message: 'Moving to a new region',
         namespace: 'acme',
+        code: 'ERR_NSRO_MAINTENANCE',
         until: until.toISOString(),
       });
     });
@@ -401,7 +422,11 @@ describe.each(expressVersions)('the blocked answer ($name)', ({ express }) => {
         );
         expect(res.status).toBe(503);
         expect(res.headers['x-namespace-read-only']).toBe('acme');
-        expect(JSON.parse(res.body)).toEqual({ message: DEFAULT_MESSAGE, namespace: 'acme' });
+        expect(JSON.parse(res.body)).toEqual({
+          message: DEFAULT_MESSAGE,
+          namespace: 'acme',
+          code: 'ERR_NSRO_MAINTENANCE',
+        });
         expect(handled).toEqual([]);
       } finally {
         server.closeAllConnections();

@@ -296,7 +296,8 @@ describe('programmatic checks', () => {
     expect(e.namespace).toBe('acme');
     expect(e.retryAfter).toBe(300);
     expect(e.code).toBe('ERR_NSRO_MAINTENANCE');
-    expect(e.reason).toBe('maintenance');
+    expect(e.refusal).toBe('maintenance');
+    expect(e.reason).toBeUndefined(); // the state carries none
     expect(e.name).toBe('NamespaceReadOnlyError');
     expect(e.message).toBe('Moving');
   });
@@ -332,7 +333,7 @@ describe('programmatic checks', () => {
     expect(refusal).toMatchObject({
       status: 503,
       namespace: null,
-      reason: 'store-unavailable',
+      refusal: 'store-unavailable',
       code: 'ERR_NSRO_STORE_UNAVAILABLE',
     });
 
@@ -764,7 +765,7 @@ describe.each(expressVersions)('every wait has a budget ($name)', ({ express }) 
   it('a check on a store that never answers rejects within the budget, by the policy', async () => {
     const guard = namespaceReadOnly({ store: silentStore(), timeout: 20 });
     await expect(guard.assertWritable('acme')).rejects.toMatchObject({
-      reason: 'store-unavailable',
+      refusal: 'store-unavailable',
     });
   });
 });

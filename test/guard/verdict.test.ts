@@ -113,7 +113,7 @@ describe.each(expressVersions)('the middleware and the checks agree ($name)', ({
       expect(handled).toHaveLength(1);
     } else {
       expect(thrown).toBeInstanceOf(NamespaceReadOnlyError);
-      expect((thrown as NamespaceReadOnlyError).reason).toBe(expected);
+      expect((thrown as NamespaceReadOnlyError).refusal).toBe(expected);
       expect((thrown as NamespaceReadOnlyError).code).toBe(REFUSAL_CODES[expected]);
       expect(handled).toHaveLength(0);
     }
@@ -134,6 +134,7 @@ describe('verdict()', () => {
     instance: null,
     failOpen: false,
     holdsLease: true,
+    now: Date.now(),
     route: '/acme/x',
     allowedBy: () => null,
   };

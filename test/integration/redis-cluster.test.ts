@@ -75,7 +75,8 @@ describe('RedisStateStore on a Redis Cluster', () => {
       cluster.nodes.map(async (n) => Number(await n.cli('dbsize'))),
     );
     expect(perNode.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
-    expect(perNode.reduce((a, b) => a + b, 0)).toBe(names.length + 1);
+    // Every state key, and the audit stream (in a slot of its own).
+    expect(perNode.reduce((a, b) => a + b, 0)).toBe(names.length + 1 + 1);
 
     expect(await cluster.cli('get', 'nsro:state:alpha')).toBe('maintenance');
     expect(await store.get('Alpha/Team')).toEqual({ state: 'maintenance' });
@@ -90,6 +91,26 @@ describe('RedisStateStore on a Redis Cluster', () => {
     expect(await store.get('alpha')).toBeNull();
     expect(await store.list()).toEqual([]);
     expect(await cluster.cli('exists', 'nsro:state:alpha')).toBe('0');
+  });
+
+  it('records each change in the audit stream, with the value it replaced', async () => {
+    const slot = async (key: string) => Number(await cluster.cli('cluster', 'keyslot', key));
+    expect(await slot('nsro:audit')).not.toBe(await slot('nsro:state:mike'));
+    await store.set('mike', 'maintenance', { actor: 'alice' });
+    await store.enable('mike', { message: 'Moving', reason: 'migration', actor: 'bob' });
+    await store.delete('mike', { actor: 'carol', reason: 'done' });
+    await store.delete('mike'); // nothing to delete: no entry
+    const entries = await store.audit({ namespace: 'mike' });
+    expect(entries.map((e) => [e.from, e.to, e.actor, e.reason])).toEqual([
+      ['{"state":"maintenance","message":"Moving","reason":"migration"}', null, 'carol', 'done'],
+      [
+        'maintenance',
+        '{"state":"maintenance","message":"Moving","reason":"migration"}',
+        'bob',
+        'migration',
+      ],
+      [null, 'maintenance', 'alice', null],
+    ]);
   });
 
   it.each(expressVersions)('blocks a write through the middleware ($name)', async ({ express }) => {

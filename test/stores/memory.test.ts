@@ -6,6 +6,8 @@ import {
   NamespaceReadOnlyError,
   type NamespaceState,
   namespaceReadOnly,
+  OptionsError,
+  type StateChange,
   type StateInput,
   type StateStore,
 } from '../../src/index.js';
@@ -143,6 +145,87 @@ describe('MemoryStateStore', () => {
       } finally {
         vi.useRealTimers();
       }
+    });
+  });
+
+  describe('onStateChange()', () => {
+    it('fires after set and delete (via local), with the states before and after', async () => {
+      const changes: StateChange[] = [];
+      store.onStateChange((change) => changes.push(change));
+      await store.set('Acme/Team', 'maintenance', { actor: 'alice', reason: 'why' });
+      await store.set('acme', { state: 'maintenance', message: 'Moving' });
+      await store.delete('acme', { actor: 'bob' });
+      expect(changes).toEqual([
+        { namespace: 'acme', from: null, to: { state: 'maintenance' }, via: 'local' },
+        {
+          namespace: 'acme',
+          from: { state: 'maintenance' },
+          to: { state: 'maintenance', message: 'Moving' },
+          via: 'local',
+        },
+        {
+          namespace: 'acme',
+          from: { state: 'maintenance', message: 'Moving' },
+          to: null,
+          via: 'local',
+        },
+      ]);
+    });
+
+    it('does not fire when nothing changed: the same state again, or a delete of nothing', async () => {
+      const listener = vi.fn();
+      await store.set('acme', 'maintenance');
+      store.onStateChange(listener);
+      await store.set('acme', 'maintenance');
+      await store.delete('nobody');
+      expect(listener).not.toHaveBeenCalled();
+    });
+
+    it('fires when a ttl runs out, as a read finds it (via ttl)', async () => {
+      vi.useFakeTimers();
+      try {
+        const listener = vi.fn();
+        await store.set('acme', 'maintenance', { ttl: 1000 });
+        store.onStateChange(listener);
+        vi.advanceTimersByTime(1000);
+        expect(store.peek('acme')).toBeNull();
+        expect(listener).toHaveBeenCalledTimes(1);
+        expect(listener.mock.calls[0]?.[0]).toMatchObject({
+          namespace: 'acme',
+          from: { state: 'maintenance' },
+          to: null,
+          via: 'ttl',
+        });
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it('a listener that throws or rejects breaks nothing and is logged; unsubscribing stops calls', async () => {
+      const log = recordingLogger();
+      const logged = new MemoryStateStore({ logger: log.logger });
+      const later = vi.fn();
+      logged.onStateChange(() => {
+        throw new Error('bug');
+      });
+      logged.onStateChange(() => Promise.reject(new Error('async bug')));
+      const off = logged.onStateChange(later);
+      await logged.set('acme', 'maintenance');
+      expect(await logged.get('acme')).toEqual({ state: 'maintenance' });
+      expect(later).toHaveBeenCalledTimes(1);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      expect(log.of('error')[0]?.message).toContain('onStateChange listener failed');
+      off();
+      await logged.delete('acme');
+      expect(later).toHaveBeenCalledTimes(1);
+      expect(await logged.get('acme')).toBeNull();
+    });
+
+    it('checks actor, reason and its own options', async () => {
+      await expect(store.set('acme', 'maintenance', { actor: '' })).rejects.toThrow(TypeError);
+      await expect(store.delete('acme', { reason: 5 as never })).rejects.toThrow(TypeError);
+      expect(() => store.onStateChange('nope' as never)).toThrow(TypeError);
+      expect(() => new MemoryStateStore({ logger: {} as never })).toThrow(OptionsError);
     });
   });
 

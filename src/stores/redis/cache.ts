@@ -23,6 +23,16 @@ export interface StateCacheOptions {
   readonly errors: LogLimiter;
   /** Reads several keys in one round trip; `null` for absent keys. */
   readonly load: (key: string) => Promise<NamespaceState | null>;
+  /**
+   * A read of `key` landed (not one a change discarded): its state, how the cache came to read
+   * it, and whether the cache held an earlier value of it.
+   */
+  readonly learned?: (
+    key: string,
+    state: NamespaceState | null,
+    via: Cause,
+    knownBefore: boolean,
+  ) => void;
   readonly now?: () => number;
 }
 
@@ -35,7 +45,7 @@ interface Entry {
 }
 
 /** How the cache came to re-read a key, for the transition log. */
-type Cause = 'push' | 'ttl' | 'miss';
+export type Cause = 'push' | 'ttl' | 'miss';
 
 interface FetchContext {
   readonly cause: Cause;
@@ -142,7 +152,11 @@ export class StateCache {
       throw error;
     }
     const entry: Entry = { state, at, generation };
-    if (!signal.aborted) this.#logTransition(key, context.previous ?? stale, entry, context.cause);
+    if (!signal.aborted) {
+      const previous = context.previous ?? stale;
+      this.#logTransition(key, previous, entry, context.cause);
+      this.#options.learned?.(key, state, context.cause, previous !== undefined);
+    }
     return entry;
   }
 

@@ -7,6 +7,8 @@
  *                        costs O(states), not a SCAN of the database; kept by the stores
  *   <prefix>canary:<id>  a process's own key, rewritten to prove its push path still delivers
  *   <prefix>changes      channel: a store's set/delete announces the namespace it changed
+ *   <prefix>audit        stream, capped: one entry per change made through a store or the CLI
+ *                        (namespace, from, to, actor, reason, time)
  *   <prefix>fence        channel: an operator's wait asks live processes to acknowledge
  *   <prefix>fence:<ns>   hash: the wait's epoch counter and each process's acknowledgement
  *   <prefix>procs        sorted set: every registered process's id, scored with its lease's end
@@ -28,6 +30,8 @@ export class RedisKeys {
   readonly processes: string;
   /** The set of namespaces that have a state key. */
   readonly index: string;
+  /** The stream of changes made through a store or the CLI (capped). */
+  readonly audit: string;
 
   constructor(prefix: string = DEFAULT_PREFIX) {
     this.prefix = prefix;
@@ -37,6 +41,7 @@ export class RedisKeys {
     this.statePattern = `${escapeGlob(this.#state)}*`;
     this.processes = `${prefix}procs`;
     this.index = `${prefix}index`;
+    this.audit = `${prefix}audit`;
   }
 
   /** The key of a normalised namespace (`acme`, `*`). */

@@ -51,6 +51,12 @@ export interface RedisStateStoreOptions {
    * heartbeat (ms). Default 5000. A process that cannot renew it in time refuses writes.
    */
   readonly heartbeatTtl?: number;
+  /**
+   * Entries kept in the audit stream `<prefix>audit`, approximately (`XADD ... MAXLEN ~`: Redis
+   * trims whole nodes of up to 100 entries, so a few more may remain). Default 10000; 0 writes no
+   * audit entries.
+   */
+  readonly auditMax?: number;
   /** A pino-compatible logger. Default: silent. Its throws are swallowed. */
   readonly logger?: Logger;
 }
@@ -67,6 +73,7 @@ export interface RedisStoreConfig {
   readonly subscribe: boolean;
   readonly keyspaceEvents: 'auto' | 'enable' | 'off';
   readonly heartbeatTtl: number;
+  readonly auditMax: number;
   readonly logger: Logger;
 }
 
@@ -83,6 +90,7 @@ const OPTION_NAMES: Record<keyof RedisStateStoreOptions, true> = {
   subscribe: true,
   keyspaceEvents: true,
   heartbeatTtl: true,
+  auditMax: true,
   logger: true,
 };
 
@@ -102,6 +110,7 @@ export function resolveRedisOptions(options: unknown): RedisStoreConfig {
     subscribe: booleanOption(o.subscribe, 'subscribe', true),
     keyspaceEvents: oneOf(o.keyspaceEvents, 'keyspaceEvents', ['enable', 'auto', 'off'], OWNER),
     heartbeatTtl: wholeNumber(o.heartbeatTtl, 'heartbeatTtl', 5000, 100, OWNER),
+    auditMax: wholeNumber(o.auditMax, 'auditMax', 10_000, 0, OWNER),
     logger: loggerOption(o.logger, OWNER),
   };
 }

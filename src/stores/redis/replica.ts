@@ -16,6 +16,8 @@ export class Replica {
   readonly #closed = new Set<string>();
   /** How many keys have a state that closes writes and no TTL. */
   #closedForever = 0;
+  /** The keys whose state is `frozen`. */
+  readonly #frozen = new Set<string>();
   readonly #interned = new Map<string, NamespaceState>();
 
   /** The state of `key`, `null` when it has none or its key TTL has run out. */
@@ -37,6 +39,12 @@ export class Replica {
     return false;
   }
 
+  /** Whether any key's state refuses reads (`frozen`) right now. */
+  anyFrozen(): boolean {
+    for (const key of this.#frozen) if (this.get(key) !== null) return true;
+    return false;
+  }
+
   /** Sets `key` from a raw Redis value and its PTTL (`null`: the key does not exist). */
   apply(key: string, value: string | null, pttl: number, now = Date.now()): NamespaceState | null {
     if (value === null) {
@@ -50,6 +58,7 @@ export class Replica {
       if (state.expiresAt === undefined) this.#closedForever++;
       else this.#closed.add(key);
     }
+    if (state.state === 'frozen') this.#frozen.add(key);
     return state;
   }
 
@@ -59,6 +68,7 @@ export class Replica {
     this.#states.delete(key);
     if (state.state !== 'active' && state.expiresAt === undefined) this.#closedForever--;
     else this.#closed.delete(key);
+    this.#frozen.delete(key);
   }
 
   /** Replaces the whole content; returns the keys whose state changed, for the log. */
@@ -95,6 +105,7 @@ export class Replica {
   clear(): void {
     this.#states.clear();
     this.#closed.clear();
+    this.#frozen.clear();
     this.#closedForever = 0;
   }
 

@@ -12,16 +12,24 @@ import {
   type StateInput,
   serializeState,
 } from '../../state/values.js';
-import type { SetOptions, StateStore, WriterRegistration } from '../store.js';
+import { ChangeListeners, checkChangeOptions, KnownStates } from '../changes.js';
+import type {
+  DeleteOptions,
+  SetOptions,
+  StateChangeListener,
+  StateStore,
+  WriterRegistration,
+} from '../store.js';
+import { type AuditEntry, type AuditOptions, readAudit, writeChange } from './audit.js';
 import { StateCache } from './cache.js';
-import { exec, isCluster, type RedisClient, scanAll } from './client.js';
+import { isCluster, type RedisClient, scanAll } from './client.js';
 import { RedisKeys } from './keys.js';
 import {
   type RedisStateStoreOptions,
   type RedisStoreConfig,
   resolveRedisOptions,
 } from './options.js';
-import { RedisReads } from './reads.js';
+import { fromRedis, RedisReads } from './reads.js';
 import type { Replica } from './replica.js';
 import { type DegradedCause, Sync, type SyncMode } from './sync.js';
 
@@ -32,11 +40,16 @@ import { type DegradedCause, Sync, type SyncMode } from './sync.js';
  *
  * This class wires the parts: the key schema (keys.ts), batched and budgeted reads (reads.ts),
  * the in-process cache (cache.ts), the push path (subscriber.ts) and the migration fence
- * (fence/). In steady state a request costs no Redis round trip at all.
+ * (fence/), the audit stream (audit.ts). In steady state a request costs no Redis round trip at
+ * all.
  */
 
-/** `store.enable()`: a maintenance, optionally waited for. */
+/** `store.enable()`: a maintenance, optionally scheduled, optionally waited for. */
 export interface EnableOptions {
+  /** `'maintenance'` (default), `'frozen'` (reads refused too) or `'report'` (a dry run). */
+  readonly state?: 'maintenance' | 'frozen' | 'report';
+  /** In force from this moment (a scheduled window); `ttl` then counts from it. */
+  readonly startsAt?: Date;
   readonly message?: string;
   readonly reason?: string;
   /** Ends the maintenance by itself after this many ms (key TTL); also sets `until`. */
@@ -47,6 +60,8 @@ export interface EnableOptions {
   readonly wait?: boolean;
   /** For `wait`: give up after this many ms. Default 60000. */
   readonly timeout?: number;
+  /** Who enables it, for the audit stream. Default `store@<hostname>:<pid>`. */
+  readonly actor?: string;
 }
 
 export interface RedisStateStoreStatus {
@@ -85,6 +100,11 @@ export class RedisStateStore implements StateStore {
   /** The last per-key read failed (Redis down or unreachable). */
   #failing = false;
   #member: FenceMember | null = null;
+  readonly #listeners: ChangeListeners;
+  /** What this process last knew of each state, whichever tier learned it: for `onStateChange`. */
+  readonly #known: KnownStates;
+  /** Who makes a change when the caller does not say. */
+  readonly #actor = `store@${hostname()}:${process.pid}`;
 
   constructor(options: RedisStateStoreOptions) {
     const config = resolveRedisOptions(options);
@@ -94,6 +114,8 @@ export class RedisStateStore implements StateStore {
     this.#keys = new RedisKeys(config.prefix);
     this.#logger = config.logger;
     this.#errors = new LogLimiter(this.#logger);
+    this.#listeners = new ChangeListeners(this.#errors);
+    this.#known = new KnownStates(this.#listeners, config.max);
     this.#reads = new RedisReads(this.redis, this.#keys, config.timeout, this.#errors);
     this.#cache = new StateCache({
       max: config.max,
@@ -102,6 +124,10 @@ export class RedisStateStore implements StateStore {
       logger: this.#logger,
       errors: this.#errors,
       load: (key) => this.#reads.load(key),
+      // The per-key tier is what the process knows only while it is not complete.
+      learned: (key, state, via, knownBefore) => {
+        if (this.#sync.mode !== 'complete') this.#known.learned(key, state, via, knownBefore);
+      },
     });
     this.#sync = new Sync(
       this.redis,
@@ -121,6 +147,11 @@ export class RedisStateStore implements StateStore {
         fenceRequested: (message) => this.#fenceRequested(message),
         // Per-key entries read before a change of mode may predate changes nobody pushed.
         mode: () => this.#cache.invalidateAll(),
+        state: (name, state, via) => this.#known.learned(name, state, via),
+        loaded: () =>
+          this.#known.loaded(
+            [...this.#replica.keys()].map((key) => [key, this.#replica.get(key)] as const),
+          ),
       },
     );
     this.#replica = this.#sync.replica;
@@ -185,29 +216,72 @@ export class RedisStateStore implements StateStore {
     return this.#failing && this.#recentlyComplete() ? this.#replica.anyClosed() : undefined;
   }
 
-  /** Writes the key, indexes it and announces the change in one round trip. `ttl` (ms) ends it by itself. */
-  async set(namespace: string, state: StateInput, options: SetOptions = {}): Promise<void> {
-    const name = namespaceKey(namespace);
-    const value = serializeState(checkStateInput(state));
-    const ttl = checkTtl(options.ttl);
-    const key = this.#keys.state(name);
-    const multi = this.redis.multi();
-    if (ttl === undefined) multi.set(key, value);
-    else multi.set(key, value, 'PX', ttl);
-    // A Cluster keeps no index (its keys live in other slots); its store is never complete.
-    if (!isCluster(this.redis)) multi.sadd(this.#keys.index, name);
-    await exec(multi.publish(this.#keys.changes, name));
-    this.#replica.apply(name, value, ttl ?? -1);
-    this.#cache.invalidate(name);
+  /** See `StateStore.anyFrozen`: known only while complete. */
+  anyFrozen(): boolean | undefined {
+    return this.#sync.mode === 'complete' ? this.#replica.anyFrozen() : undefined;
   }
 
-  async delete(namespace: string): Promise<void> {
+  /**
+   * Writes the key, indexes it, appends the audit entry and announces the change in one atomic
+   * step (one script; on a Cluster the entry follows, see audit.ts). `ttl` (ms) ends it by
+   * itself; `actor` and `reason` go to the audit entry (the state's own `reason` wins).
+   */
+  async set(namespace: string, state: StateInput, options: SetOptions = {}): Promise<void> {
     const name = namespaceKey(namespace);
-    const multi = this.redis.multi().del(this.#keys.state(name));
-    if (!isCluster(this.redis)) multi.srem(this.#keys.index, name);
-    await exec(multi.publish(this.#keys.changes, name));
-    this.#replica.delete(name);
+    const checked = checkStateInput(state);
+    const ttl = checkTtl(options.ttl);
+    const { actor, reason } = checkChangeOptions(options);
+    await this.#change(name, serializeState(checked), ttl, actor, checked.reason ?? reason);
+  }
+
+  /** Deletes the key, with its index entry, audit entry and announcement (see `set`). */
+  async delete(namespace: string, options: DeleteOptions = {}): Promise<void> {
+    const name = namespaceKey(namespace);
+    const { actor, reason } = checkChangeOptions(options);
+    await this.#change(name, null, undefined, actor, reason);
+  }
+
+  async #change(
+    name: string,
+    value: string | null,
+    ttl: number | undefined,
+    actor: string | undefined,
+    reason: string | undefined,
+  ): Promise<void> {
+    const { old, oldTtl, auditError } = await writeChange(
+      this.redis,
+      this.#keys,
+      this.#config.auditMax,
+      { name, value, ttl, actor: actor ?? this.#actor, reason },
+    );
+    const before = old === null ? null : fromRedis(old, oldTtl);
+    let after: NamespaceState | null = null;
+    if (value === null) this.#replica.delete(name);
+    else after = this.#replica.apply(name, value, ttl ?? -1);
     this.#cache.invalidate(name);
+    this.#known.made(name, before, after);
+    if (auditError !== null) throw auditError;
+  }
+
+  /**
+   * The audit stream, newest first: `limit` entries at most (default 20), only `namespace`'s
+   * when given. Each is a change made through a store or the CLI; a plain `redis-cli` change
+   * appends nothing.
+   */
+  audit(options: AuditOptions = {}): Promise<AuditEntry[]> {
+    return readAudit(this.redis, this.#keys, options);
+  }
+
+  /**
+   * Calls `listener` whenever this process learns that a state changed, however it was made
+   * (`redis-cli` included): while complete, as soon as the change is pushed; in the degraded
+   * mode, when the process next reads the key. Not for a re-read of the same state, nor for the
+   * states found by the first load. Returns a function that stops the calls. Starts the store.
+   */
+  onStateChange(listener: StateChangeListener): () => void {
+    const off = this.#listeners.add(listener);
+    this.#start();
+    return off;
   }
 
   /**
@@ -215,17 +289,31 @@ export class RedisStateStore implements StateStore {
    * has acknowledged it and finished the writes to it that it had admitted (see `wait`).
    */
   async enable(namespace: string, options: EnableOptions = {}): Promise<WaitResult | undefined> {
-    const { message, reason, wait, timeout } = options;
-    const end = maintenanceEnd(options.ttl, options.until);
+    const { message, reason, wait, timeout, startsAt, actor } = options;
+    const state = options.state ?? 'maintenance';
+    if (state !== 'maintenance' && state !== 'frozen' && state !== 'report') {
+      throw new StateValueError("`state` must be 'maintenance', 'frozen' or 'report'", state);
+    }
+    if (
+      startsAt !== undefined &&
+      !(startsAt instanceof Date && Number.isFinite(startsAt.getTime()))
+    ) {
+      throw new StateValueError('`startsAt` must be a Date', startsAt);
+    }
+    const end = maintenanceEnd(options.ttl, options.until, startsAt);
     await this.set(
       namespace,
       {
-        state: 'maintenance',
+        state,
         ...(message !== undefined && { message }),
         ...(reason !== undefined && { reason }),
         ...(end !== undefined && { until: end.until }),
+        ...(startsAt !== undefined && { startsAt }),
       },
-      end === undefined ? {} : { ttl: end.ttl },
+      {
+        ...(end !== undefined && { ttl: end.ttl }),
+        ...(actor !== undefined && { actor }),
+      },
     );
     return wait === true
       ? this.wait(namespace, timeout === undefined ? {} : { timeout })
@@ -360,15 +448,23 @@ export class RedisStateStore implements StateStore {
 function maintenanceEnd(
   ttl: number | undefined,
   until: Date | undefined,
+  startsAt: Date | undefined,
 ): { ttl: number; until: Date } | undefined {
   if (ttl !== undefined && until !== undefined) {
     throw new StateValueError('give `ttl` or `until`, not both', { ttl, until });
   }
+  const now = Date.now();
   if (until !== undefined) {
-    const left = until instanceof Date ? until.getTime() - Date.now() : Number.NaN;
+    const left = until instanceof Date ? until.getTime() - now : Number.NaN;
     if (!(left > 0)) throw new StateValueError('`until` must be a Date in the future', until);
+    if (startsAt !== undefined && startsAt.getTime() >= until.getTime()) {
+      throw new StateValueError('`startsAt` must come before `until`', { startsAt, until });
+    }
     return { ttl: Math.ceil(left), until };
   }
   if (ttl === undefined) return undefined;
-  return { ttl: checkTtl(ttl) ?? ttl, until: new Date(Date.now() + ttl) };
+  // A scheduled window lasts `ttl` from its start; the key lives until its end.
+  const from = Math.max(startsAt?.getTime() ?? now, now);
+  const end = from + (checkTtl(ttl) ?? ttl);
+  return { ttl: end - now, until: new Date(end) };
 }

@@ -49,6 +49,10 @@ export interface SyncEvents {
   fenceRequested(message: string): void;
   /** The mode changed. */
   mode(mode: SyncMode, cause: DegradedCause | null): void;
+  /** While complete: the state of `namespace`, just read into the replica. */
+  state?(namespace: string, state: NamespaceState | null, via: 'push' | 'read'): void;
+  /** Every state was just loaded into the replica, which is now complete. */
+  loaded?(): void;
 }
 
 /**
@@ -71,21 +75,12 @@ for i = 3, #ARGV do
 end
 return out`;
 
-/** Every indexed state, as name, value, PTTL triples; drops index entries whose key is gone. */
-const LOAD_SCRIPT = `
-local out = {}
-for _, name in ipairs(redis.call('SMEMBERS', ARGV[2])) do
-  local key = ARGV[1] .. name
-  local ok, v = pcall(redis.call, 'GET', key)
-  if ok and v then
-    out[#out + 1] = name
-    out[#out + 1] = v
-    out[#out + 1] = redis.call('PTTL', key)
-  elseif ok then
-    redis.call('SREM', ARGV[2], name)
-  end
-end
-return out`;
+/**
+ * Names read per round trip while loading: each read is one short script, so a load of 100,000
+ * states never blocks Redis for long (one script over all of them held other processes'
+ * canaries back for the whole load).
+ */
+const LOAD_BATCH = 1000;
 
 type Entry = readonly [name: string, value: string | null, pttl: number];
 
@@ -172,7 +167,9 @@ export class Sync {
     // keep requests waiting: after this the store decides per key until push proves itself.
     this.#startTimer = setTimeout(
       () => {
-        if (this.#mode === 'starting') this.#degrade('push-silent');
+        // A load still under way (100,000 states on a busy Redis take seconds) is not a silent
+        // push path: requests stop waiting and are answered per key until it lands.
+        if (this.#mode === 'starting' && !this.#loading) this.#degrade('push-silent');
         this.#settleFirst();
       },
       Math.max(2000, 2 * canaryInterval),
@@ -197,6 +194,11 @@ export class Sync {
     this.#subscriber = null;
     this.#listening = false;
     this.replica.clear();
+    // Nothing keeps the (now empty) replica current any more: a closed store reads per key,
+    // trusted for `ttl`, instead of answering "no state" for everything.
+    if (this.#mode !== 'degraded' || this.#cause !== 'not-configured') {
+      this.#setMode('degraded', 'not-configured');
+    }
     this.#settleFirst();
   }
 
@@ -297,20 +299,28 @@ export class Sync {
     this.#dirty = new Set();
     const issuedAt = Date.now();
     try {
-      const flat = (await withTimeout(
-        this.redis.eval(LOAD_SCRIPT, 0, this.keys.statePrefix, this.keys.index),
-        Math.max(this.options.timeout, 5000),
-      )) as unknown[];
-      const entries: Entry[] = [];
-      for (let i = 0; i + 2 < flat.length; i += 3) {
-        entries.push([String(flat[i]), String(flat[i + 1]), Number(flat[i + 2])]);
-      }
+      const found = new Map<string, Entry>();
+      let cursor = '0';
+      do {
+        const [next, names] = await withTimeout(
+          this.redis.sscan(this.keys.index, cursor, 'COUNT', LOAD_BATCH),
+          this.options.timeout,
+        );
+        cursor = next;
+        // SSCAN may return a member twice; reading it twice is harmless.
+        for (const entry of await this.#read(names))
+          if (entry[1] !== null) found.set(entry[0], entry);
+      } while (cursor !== '0');
       if (reconcile) {
-        const indexed = new Set(entries.map(([name]) => name));
-        const found = await scanAll(this.redis, this.keys.statePattern);
-        const missing = found.map((k) => this.keys.namespaceOf(k)).filter((n) => !indexed.has(n));
-        for (const entry of await this.#read(missing)) if (entry[1] !== null) entries.push(entry);
+        const keys = await scanAll(this.redis, this.keys.statePattern);
+        const missing = keys.map((k) => this.keys.namespaceOf(k)).filter((n) => !found.has(n));
+        for (let i = 0; i < missing.length; i += LOAD_BATCH) {
+          for (const entry of await this.#read(missing.slice(i, i + LOAD_BATCH))) {
+            if (entry[1] !== null) found.set(entry[0], entry);
+          }
+        }
       }
+      const entries = [...found.values()];
       if (generation !== this.#generation || this.#closed) return;
       const changed = this.replica.replace(entries, issuedAt);
       if (this.#mode === 'complete' && changed.length > 0) {
@@ -328,6 +338,7 @@ export class Sync {
         this.#provenAt = Date.now();
         this.#setMode('complete', null);
       }
+      this.events.loaded?.();
     } catch (error) {
       this.errors.error('load', { err: error }, 'namespace-read-only: loading states failed');
       if (generation === this.#generation) this.#degrade('read-failed');
@@ -386,7 +397,12 @@ export class Sync {
     });
   }
 
-  #apply(name: string, value: string | null, pttl: number, via: string): NamespaceState | null {
+  #apply(
+    name: string,
+    value: string | null,
+    pttl: number,
+    via: 'push' | 'read',
+  ): NamespaceState | null {
     const before = this.replica.get(name);
     const after = this.replica.apply(name, value, pttl);
     if (after?.unrecognized !== undefined && before?.unrecognized !== after.unrecognized) {
@@ -406,6 +422,8 @@ export class Sync {
           : 'namespace-read-only: namespace left maintenance',
       );
     }
+    // Outside the complete mode the replica is not what the process goes by: the cache reports.
+    if (this.#mode === 'complete') this.events.state?.(name, after, via);
     return after;
   }
 

@@ -33,6 +33,7 @@ describe('RedisStateStore options', () => {
       subscribe: true,
       keyspaceEvents: 'enable',
       heartbeatTtl: 5000,
+      auditMax: 10_000,
     });
   });
 
@@ -76,6 +77,9 @@ describe('RedisStateStore options', () => {
     ['subscribe', 'yes'],
     ['keyspaceEvents', 'on'],
     ['heartbeatTtl', 99],
+    ['auditMax', -1],
+    ['auditMax', 2.5],
+    ['auditMax', '100'],
     ['logger', { warn: () => undefined }],
   ])('rejects %s = %j, naming it', (option, value) => {
     const error = thrown({ redis, [option]: value });
@@ -83,10 +87,13 @@ describe('RedisStateStore options', () => {
     expect(error.message).toContain(`\`${option}\``);
   });
 
-  it('accepts staleIfError 0 (disabled) and heartbeatTtl at its floor of 100', () => {
-    expect(resolveRedisOptions({ redis, staleIfError: 0, heartbeatTtl: 100 })).toMatchObject({
+  it('accepts staleIfError 0 (disabled), heartbeatTtl at its floor of 100 and auditMax 0 (no audit)', () => {
+    expect(
+      resolveRedisOptions({ redis, staleIfError: 0, heartbeatTtl: 100, auditMax: 0 }),
+    ).toMatchObject({
       staleIfError: 0,
       heartbeatTtl: 100,
+      auditMax: 0,
     });
   });
 
