@@ -34,7 +34,9 @@ export interface NamespaceReadOnlyMiddleware extends Checks {
   close(): Promise<void>;
 }
 
-export function namespaceReadOnly(options?: NamespaceReadOnlyOptions): NamespaceReadOnlyMiddleware {
+export function namespaceReadOnly<Req extends IncomingMessage = IncomingMessage>(
+  options?: NamespaceReadOnlyOptions<Req>,
+): NamespaceReadOnlyMiddleware {
   const config = resolveOptions(options);
   if (config.routes.numericIds === true && config.resolveId === undefined) {
     config.logger.warn(
