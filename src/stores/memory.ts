@@ -12,8 +12,8 @@ import type { DeleteOptions, SetOptions, StateChangeListener, StateStore } from 
 
 export interface MemoryStateStoreOptions {
   /**
-   * A pino-compatible logger, for a failing `onStateChange` listener. Default: a pino logger at
-   * `warn` on stderr; `false` silences it.
+   * A pino-compatible logger, for an unrecognised value given to `set` and a failing
+   * `onStateChange` listener. Default: a pino logger at `warn` on stderr; `false` silences it.
    */
   readonly logger?: Logger | false;
 }
@@ -61,6 +61,14 @@ export class MemoryStateStore implements StateStore {
       ttl === undefined ? value : { ...value, expiresAt: new Date(Date.now() + ttl) },
     );
     const before = this.peek(key);
+    if (value.unrecognized !== undefined && before?.unrecognized !== value.unrecognized) {
+      // As the Redis store warns of a value typed into Redis: once per namespace and value.
+      this.#errors.warn(
+        `unrecognized:${key}`,
+        { namespace: key, value: value.unrecognized },
+        'namespace-read-only: unrecognised state value; treated as maintenance',
+      );
+    }
     this.#states.set(key, expiring);
     if (expiring.state === 'active') this.#closed.delete(key);
     else this.#closed.add(key);

@@ -221,6 +221,24 @@ describe('MemoryStateStore', () => {
       expect(await logged.get('acme')).toBeNull();
     });
 
+    it('warns of an unrecognised value once, when it is set, as the Redis store does', async () => {
+      const log = recordingLogger();
+      const logged = new MemoryStateStore({ logger: log.logger });
+      await logged.set('acme', 'maintenence');
+      await logged.set('acme', 'maintenence');
+      await logged.set('beta', 'maintenance');
+      expect(log.warned()).toEqual([
+        {
+          level: 'warn',
+          object: { namespace: 'acme', value: 'maintenence' },
+          message: 'namespace-read-only: unrecognised state value; treated as maintenance',
+        },
+      ]);
+      expect(await logged.get('acme')).toMatchObject({ state: 'maintenance' });
+      // `logger: false`: nothing, anywhere.
+      await new MemoryStateStore({ logger: false }).set('acme', 'maintenence');
+    });
+
     it('checks actor, reason and its own options', async () => {
       await expect(store.set('acme', 'maintenance', { actor: '' })).rejects.toThrow(TypeError);
       await expect(store.delete('acme', { reason: 5 as never })).rejects.toThrow(TypeError);
