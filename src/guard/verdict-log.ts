@@ -2,21 +2,32 @@ import { type Logger, LogLimiter } from '../logger.js';
 import type { Verdict } from './verdict.js';
 
 /**
- * What the guard says about its verdicts. Each refused request gets one line, except where every
- * write is refused for the same reason (the store failing, the lease lapsed): then one line per
- * interval says it, with a count, instead of a flood. Checks are questions, so only their store
- * failures are logged.
+ * What the guard says about its verdicts, at a level that says who must act:
+ *   - `warn`, what an operator must see, rate-limited to one line per kind per interval: the
+ *     reasons that refuse every write at once (the store failing, the lease lapsed) and a target
+ *     the configuration makes unknowable (an unmeasurable mount, a `resolveId` result that is no
+ *     path). Unrecognised state values are the store's to report, once per value, not the
+ *     guard's per request.
+ *   - `info`, one line per refused request that is expected (a namespace in maintenance, frozen,
+ *     an unrecognised value, a target a client made unknowable: a scanner can send many), a
+ *     bypassed write and a write a `report` state would refuse;
+ *   - `debug`, an allowlisted write.
+ * Checks are questions, so only their store failures are logged.
  */
 
 const BLOCKED = 'namespace-read-only: write blocked';
 /** Reasons that refuse every write at once while they last. */
 const WHOLESALE = new Set(['store-unavailable', 'lease-lapsed']);
+/** Unknowable targets that the configuration, not the client, causes: every such write is. */
+const MISCONFIGURED = new Set(['mount', 'resolveId result']);
 const MAX_LOGGED_PATH = 512;
 
 export interface RequestContext {
   readonly method: string;
   readonly pathname: string | null;
 }
+
+type RequestLevel = 'info' | 'debug';
 
 export class VerdictLog {
   readonly #logger: Logger;
@@ -33,7 +44,8 @@ export class VerdictLog {
     const path = shortPath(request.pathname);
     if (v.admit && v.via === 'allowlist') {
       const { rule, block } = v;
-      this.#logger.debug(
+      this.#say(
+        'debug',
         { method, path, rule: `${String(rule.method)} ${rule.path}`, namespace: block.namespace },
         'namespace-read-only: allowlisted write',
       );
@@ -43,7 +55,8 @@ export class VerdictLog {
       // Bypassed or reported: the write happens, and the operator needs to know who wrote
       // through a maintenance, or what a real one would have refused. Never the token itself.
       const { block } = v;
-      this.#logger.info(
+      this.#say(
+        'info',
         {
           namespace: block.namespace,
           method,
@@ -66,8 +79,13 @@ export class VerdictLog {
         ...(block.state?.unrecognized !== undefined && { value: block.state.unrecognized }),
         ...(block.state?.reason !== undefined && { stateReason: block.state.reason }),
       };
-      if (WHOLESALE.has(block.reason)) this.#troubles.warn(block.reason, fields, BLOCKED);
-      else this.#logger.warn(fields, BLOCKED);
+      if (WHOLESALE.has(block.reason)) {
+        this.#troubles.warn(block.reason, fields, BLOCKED);
+      } else if (block.detail !== undefined && MISCONFIGURED.has(block.detail)) {
+        this.#troubles.warn(`${block.reason}:${block.detail}`, fields, BLOCKED);
+      } else {
+        this.#say('info', fields, BLOCKED);
+      }
     }
   }
 
@@ -99,6 +117,10 @@ export class VerdictLog {
         ? 'namespace-read-only: allowlist condition threw; treated as not allowed'
         : `namespace-read-only: ${option} threw; treated as the safe answer`,
     );
+  }
+
+  #say(level: RequestLevel, fields: object, message: string): void {
+    this.#logger[level](fields, message);
   }
 
   #storeErrorOpen(error: unknown, fields: object): void {
