@@ -1,4 +1,6 @@
-import { type Logger, LogLimiter } from '../logger.js';
+import type { IncomingMessage } from 'node:http';
+import { isLogger, isSilent, type Logger, LogLimiter } from '../logger.js';
+import { requestIdOf } from '../request/request-id.js';
 import type { Verdict } from './verdict.js';
 
 /**
@@ -12,6 +14,8 @@ import type { Verdict } from './verdict.js';
  *     an unrecognised value, a target a client made unknowable: a scanner can send many), a
  *     bypassed write and a write a `report` state would refuse;
  *   - `debug`, an allowlisted write.
+ * A request that carries a logger (pino-http's `req.log`) gets its own lines there, with its
+ * id; otherwise they go to the guard's logger, with the request id when the request has one.
  * Checks are questions, so only their store failures are logged.
  */
 
@@ -25,6 +29,8 @@ const MAX_LOGGED_PATH = 512;
 export interface RequestContext {
   readonly method: string;
   readonly pathname: string | null;
+  /** The request, for its own logger (`req.log`) and its id. */
+  readonly req?: IncomingMessage;
 }
 
 type RequestLevel = 'info' | 'debug';
@@ -32,20 +38,25 @@ type RequestLevel = 'info' | 'debug';
 export class VerdictLog {
   readonly #logger: Logger;
   readonly #troubles: LogLimiter;
+  /** `logger: false`: not even a request's own logger hears from the guard. */
+  readonly #silent: boolean;
 
   constructor(logger: Logger) {
     this.#logger = logger;
     this.#troubles = new LogLimiter(logger);
+    this.#silent = isSilent(logger);
   }
 
   request(v: Verdict, request: RequestContext): void {
     if (v.admit && v.via === 'open') return;
     const method = request.method;
     const path = shortPath(request.pathname);
+    const req = request.req;
     if (v.admit && v.via === 'allowlist') {
       const { rule, block } = v;
       this.#say(
         'debug',
+        req,
         { method, path, rule: `${String(rule.method)} ${rule.path}`, namespace: block.namespace },
         'namespace-read-only: allowlisted write',
       );
@@ -57,6 +68,7 @@ export class VerdictLog {
       const { block } = v;
       this.#say(
         'info',
+        req,
         {
           namespace: block.namespace,
           method,
@@ -80,11 +92,11 @@ export class VerdictLog {
         ...(block.state?.reason !== undefined && { stateReason: block.state.reason }),
       };
       if (WHOLESALE.has(block.reason)) {
-        this.#troubles.warn(block.reason, fields, BLOCKED);
+        this.#troubles.warn(block.reason, withId(fields, req), BLOCKED);
       } else if (block.detail !== undefined && MISCONFIGURED.has(block.detail)) {
-        this.#troubles.warn(`${block.reason}:${block.detail}`, fields, BLOCKED);
+        this.#troubles.warn(`${block.reason}:${block.detail}`, withId(fields, req), BLOCKED);
       } else {
-        this.#say('info', fields, BLOCKED);
+        this.#say('info', req, fields, BLOCKED);
       }
     }
   }
@@ -119,8 +131,23 @@ export class VerdictLog {
     );
   }
 
-  #say(level: RequestLevel, fields: object, message: string): void {
-    this.#logger[level](fields, message);
+  /**
+   * A line about one request: to the request's own logger when it carries one (pino-http's
+   * `req.log`; a throw from it is swallowed), else to the guard's; with the request's id.
+   */
+  #say(level: RequestLevel, req: IncomingMessage | undefined, fields: object, message: string) {
+    if (this.#silent) return;
+    const line = withId(fields, req);
+    const own = requestLogger(req);
+    if (own === undefined) {
+      this.#logger[level](line, message);
+      return;
+    }
+    try {
+      own[level](line, message);
+    } catch {
+      // a log line is never worth a different answer
+    }
   }
 
   #storeErrorOpen(error: unknown, fields: object): void {
@@ -129,6 +156,29 @@ export class VerdictLog {
       { err: error, ...fields },
       'namespace-read-only: state unreadable; write allowed (onStoreError: open)',
     );
+  }
+}
+
+/**
+ * `fields` with `reqId`, when the request has an id. Like `requestLogger`, it reads properties
+ * of the request that other code set, and never lets a throw (a getter's) change the answer.
+ */
+function withId(fields: object, req: IncomingMessage | undefined): object {
+  try {
+    const reqId = requestIdOf(req);
+    return reqId === undefined ? fields : { ...fields, reqId };
+  } catch {
+    return fields;
+  }
+}
+
+/** The request's own logger (pino-http's `req.log`), if it carries one. */
+function requestLogger(req: IncomingMessage | undefined): Logger | undefined {
+  try {
+    const log = (req as { log?: unknown } | undefined)?.log;
+    return isLogger(log) ? log : undefined;
+  } catch {
+    return undefined;
   }
 }
 
