@@ -128,6 +128,16 @@ describe('the default logger (pino at warn, on stderr)', () => {
     });
   });
 
+  it('one warning too for a garbage value already in Redis when the process starts', async () => {
+    await keyspace.cli('SET', 'nsro:state:acme', 'maintenence');
+    const app = await startApp();
+    await refusedWrites(app, 'acme', 5);
+
+    const logged = lines(await app.stop());
+    expect(logged, JSON.stringify(logged)).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ level: 40, namespace: 'acme', value: 'maintenence' });
+  });
+
   it('warns once at start of a misconfiguration: routes with numeric ids and no resolveId', async () => {
     const app = await startApp({ NO_RESOLVE_ID: '1' });
     await keyspace.cli('SET', 'nsro:state:beta', 'maintenance');
