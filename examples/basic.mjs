@@ -15,7 +15,9 @@
 import express from 'express';
 import { namespaceReadOnly } from 'namespace-read-only';
 
-const guard = namespaceReadOnly(); // in-memory store, GitLab's path grammar and allowlist
+// In-memory store, GitLab's path grammar and allowlist. It logs JSON lines to stderr, at `warn`:
+// only what needs an operator (here, once at start, that no `resolveId` maps numeric API ids).
+const guard = namespaceReadOnly();
 
 const app = express();
 app.use(guard); // before body parsers and routes: a refused write is never read

@@ -59,10 +59,13 @@ const store = new MemoryStateStore();
 
 // In --serve mode the guard's decisions are printed, so you can watch it work.
 const quiet = { warn() {}, info() {}, debug() {}, error() {} };
+// Refused, bypassed and reported writes are `info` (expected during a maintenance); `warn` is
+// for what an operator must act on.
+const decision = (o, m) =>
+  console.log(`  [guard] ${m}: ${o.method} ${o.path} (${o.reason}, ${o.namespace})`);
 const talkative = {
-  warn: (o, m) =>
-    console.log(`  [guard] ${m}: ${o.method} ${o.path} (${o.reason}, ${o.namespace})`),
-  info() {},
+  warn: decision,
+  info: decision,
   debug: (o, m) => console.log(`  [guard] ${m}: ${o.method} ${o.path} (rule ${o.rule})`),
   error: (o, m) => console.log(`  [guard] ${m}${o.err ? `: ${o.err}` : ''}`),
 };

@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { OptionsError } from './errors.js';
 
 /** Any pino-compatible logger: `(object, message)` methods. */
 export interface Logger {
@@ -18,8 +19,54 @@ export function isLogger(value: unknown): value is Logger {
   );
 }
 
+const noop = (): void => undefined;
+const SILENT: Logger = Object.freeze({ warn: noop, info: noop, debug: noop, error: noop });
+
+/** `logger: false`: says nothing. */
 export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
+  return SILENT;
+}
+
+export function isSilent(logger: Logger): boolean {
+  return logger === SILENT;
+}
+
+let shared: Logger | undefined;
+
+/**
+ * The default: JSON lines at `warn` and above on stderr, so that misconfiguration, store
+ * failures, unrecognised state values and the degraded mode are visible out of the box, while
+ * the lines expected during a maintenance (`info`) are not. One instance per process, shared by
+ * the guards and stores that use it, created on first use. Synchronous writes to fd 2: a line
+ * written just before the process exits is not lost.
+ */
+export function defaultLogger(): Logger {
+  if (shared === undefined) {
+    const destination = pino.destination({ dest: 2, sync: true });
+    // A log line is never worth a crash: a closed stderr (EPIPE) is ignored, not thrown.
+    destination.on('error', noop);
+    shared = safeLogger(pino({ name: 'namespace-read-only', level: 'warn' }, destination));
+  }
+  return shared;
+}
+
+/**
+ * The `logger` option of the guard and of both stores: absent, the default logger; `false`,
+ * silence; otherwise a pino-compatible logger, wrapped so that it cannot throw. `owner` prefixes
+ * the option in the error (`'option'`, `'RedisStateStore option'`).
+ */
+export function resolveLogger(value: unknown, owner = 'option'): Logger {
+  if (value === undefined) return defaultLogger();
+  if (value === false) return SILENT;
+  if (!isLogger(value)) {
+    throw new OptionsError(
+      'logger',
+      'a pino-compatible logger (warn, info, debug, error) or false',
+      value,
+      owner,
+    );
+  }
+  return safeLogger(value);
 }
 
 /**

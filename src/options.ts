@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type BypassKeys, bypassOption } from './bypass/token.js';
 import { OptionsError, type RefusalCode, type RefusalReason } from './errors.js';
 import type { NextFunction } from './guard/pipeline.js';
-import { isLogger, type Logger, safeLogger, silentLogger } from './logger.js';
+import { type Logger, resolveLogger } from './logger.js';
 import { type AllowlistMatch, type AllowRule, compileAllowlist } from './routing/allowlist.js';
 import { gitlabAllowlist } from './routing/gitlab-allowlist.js';
 import { gitlabRoutes } from './routing/gitlab-routes.js';
@@ -52,8 +52,12 @@ export interface NamespaceReadOnlyOptions<Req extends IncomingMessage = Incoming
   timeout?: number;
   /** Default message for namespaces in maintenance that carry none. */
   message?: string;
-  /** A pino-compatible logger. Default: silent. Its throws are swallowed. */
-  logger?: Logger;
+  /**
+   * A pino-compatible logger (pino-http's `req.log`, when a request carries one, takes the lines
+   * about that request). Default: a pino logger at `warn` on stderr. `false` silences the guard.
+   * Its throws are swallowed.
+   */
+  logger?: Logger | false;
   /**
    * Take part in the migration fence (`store.wait()`, `nsro enable --wait`): register this
    * process, count its admitted writes in flight and renew a lease. The price of the guarantee:
@@ -159,7 +163,8 @@ const OPTION_NAMES: Record<keyof NamespaceReadOnlyOptions, true> = {
 
 export function resolveOptions(options: unknown): Config {
   const o = optionsObject(options, OPTION_NAMES, 'option');
-  const store = storeOption(o.store);
+  const logger = loggerOption(o.logger);
+  const store = storeOption(o.store, logger);
   const failOpen = storeErrorOption(o.onStoreError);
   return {
     store,
@@ -177,7 +182,7 @@ export function resolveOptions(options: unknown): Config {
     failOpen,
     timeout: wholeNumber(o.timeout, 'timeout', 1000, 1),
     message: messageOption(o.message),
-    logger: loggerOption(o.logger),
+    logger,
     fence: fenceOption(o.fence, store, failOpen),
     bypass: bypassOption(o.bypass),
     canBypass: optionalFunction(o.canBypass, 'canBypass', 'a function (req, namespace) => boolean'),
@@ -278,8 +283,9 @@ export function oneOf<const T extends string>(
   return value as T;
 }
 
-function storeOption(value: unknown): StateStore {
-  if (value === undefined) return new MemoryStateStore();
+function storeOption(value: unknown, logger: Logger): StateStore {
+  // The store the guard creates logs where the guard does (and is silent with `logger: false`).
+  if (value === undefined) return new MemoryStateStore({ logger });
   const store = value as Partial<StateStore> | null;
   if (
     typeof store !== 'object' ||
@@ -376,18 +382,9 @@ function messageOption(value: unknown): string | undefined {
   return value;
 }
 
-/** The user's logger, made unable to throw, or a silent one. Shared by the stores. */
+/** The default logger, silence (`false`) or the user's logger made unable to throw. */
 export function loggerOption(value: unknown, owner = 'option'): Logger {
-  if (value === undefined) return silentLogger();
-  if (!isLogger(value)) {
-    throw new OptionsError(
-      'logger',
-      'a pino-compatible logger (warn, info, debug, error)',
-      value,
-      owner,
-    );
-  }
-  return safeLogger(value);
+  return resolveLogger(value, owner);
 }
 
 function optionalFunction<T>(value: unknown, option: string, expected: string): T | undefined {

@@ -82,6 +82,7 @@ describe('valid options', () => {
     ['allowlist', [{ method: '*', path: '/x' }]],
     ['routes', { resolve: () => ({ type: 'none' }) }],
     ['logger', console],
+    ['logger', false],
     ['fence', false],
   ])('accepts %s = %j', (option, value) => {
     expect(() => create({ [option]: value })).not.toThrow();
@@ -121,6 +122,8 @@ describe('invalid options', () => {
     ['logger', { ...silentLogger, warn: 'loud' }, /pino-compatible logger/],
     ['logger', noop, /pino-compatible logger/],
     ['logger', null, /pino-compatible logger/],
+    ['logger', true, /pino-compatible logger \(warn, info, debug, error\) or false/],
+    ['logger', 'warn', /or false/],
     ['relativeUrlRoot', 'gitlab', /leading slash/],
     ['relativeUrlRoot', '/gitlab/', /no trailing slash/],
     ['relativeUrlRoot', '/git lab', /a path like "\/gitlab"/],

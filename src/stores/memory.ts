@@ -1,5 +1,4 @@
-import { OptionsError } from '../errors.js';
-import { isLogger, type Logger, LogLimiter, safeLogger } from '../logger.js';
+import { type Logger, LogLimiter, resolveLogger } from '../logger.js';
 import { namespaceKey } from '../request/namespace-name.js';
 import {
   checkStateInput,
@@ -12,16 +11,12 @@ import { ChangeListeners, checkChangeOptions } from './changes.js';
 import type { DeleteOptions, SetOptions, StateChangeListener, StateStore } from './store.js';
 
 export interface MemoryStateStoreOptions {
-  /** A pino-compatible logger, for a failing `onStateChange` listener. Default: silent. */
-  readonly logger?: Logger;
+  /**
+   * A pino-compatible logger, for an unrecognised value given to `set` and a failing
+   * `onStateChange` listener. Default: a pino logger at `warn` on stderr; `false` silences it.
+   */
+  readonly logger?: Logger | false;
 }
-
-const NO_LOGGER: Logger = {
-  warn: () => undefined,
-  info: () => undefined,
-  debug: () => undefined,
-  error: () => undefined,
-};
 
 /**
  * States held in this process: the default, for a single process, tests and demos. Every
@@ -34,21 +29,12 @@ export class MemoryStateStore implements StateStore {
   /** The keys whose state is `frozen`: what `anyFrozen()` looks at. */
   readonly #frozen = new Set<string>();
   readonly #listeners: ChangeListeners;
+  readonly #errors: LogLimiter;
 
   constructor(options: MemoryStateStoreOptions = {}) {
-    // Checked here rather than with the guard's option helpers, which import this class.
     const logger: unknown = (options as MemoryStateStoreOptions | null)?.logger;
-    if (logger !== undefined && !isLogger(logger)) {
-      throw new OptionsError(
-        'logger',
-        'a pino-compatible logger',
-        logger,
-        'MemoryStateStore option',
-      );
-    }
-    this.#listeners = new ChangeListeners(
-      new LogLimiter(logger === undefined ? NO_LOGGER : safeLogger(logger)),
-    );
+    this.#errors = new LogLimiter(resolveLogger(logger, 'MemoryStateStore option'));
+    this.#listeners = new ChangeListeners(this.#errors);
   }
 
   async get(namespace: string): Promise<NamespaceState | null> {
@@ -75,6 +61,14 @@ export class MemoryStateStore implements StateStore {
       ttl === undefined ? value : { ...value, expiresAt: new Date(Date.now() + ttl) },
     );
     const before = this.peek(key);
+    if (value.unrecognized !== undefined && before?.unrecognized !== value.unrecognized) {
+      // As the Redis store warns of a value typed into Redis: once per namespace and value.
+      this.#errors.warn(
+        `unrecognized:${key}`,
+        { namespace: key, value: value.unrecognized },
+        'namespace-read-only: unrecognised state value; treated as maintenance',
+      );
+    }
     this.#states.set(key, expiring);
     if (expiring.state === 'active') this.#closed.delete(key);
     else this.#closed.add(key);

@@ -21,7 +21,8 @@ export type ExpressFactory = (typeof expressVersions)[number]['express'];
  */
 export function guardedApp(express: ExpressFactory, options: NamespaceReadOnlyOptions = {}) {
   const store = options.store ?? new MemoryStateStore();
-  const guard = namespaceReadOnly({ ...options, store });
+  // Quiet unless a test passes a logger to read (the default would write to the run's stderr).
+  const guard = namespaceReadOnly({ logger: false, ...options, store });
   const handled: { method: string; url: string }[] = [];
   const app = express();
   app.use(guard);

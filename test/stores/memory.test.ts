@@ -221,6 +221,24 @@ describe('MemoryStateStore', () => {
       expect(await logged.get('acme')).toBeNull();
     });
 
+    it('warns of an unrecognised value once, when it is set, as the Redis store does', async () => {
+      const log = recordingLogger();
+      const logged = new MemoryStateStore({ logger: log.logger });
+      await logged.set('acme', 'maintenence');
+      await logged.set('acme', 'maintenence');
+      await logged.set('beta', 'maintenance');
+      expect(log.warned()).toEqual([
+        {
+          level: 'warn',
+          object: { namespace: 'acme', value: 'maintenence' },
+          message: 'namespace-read-only: unrecognised state value; treated as maintenance',
+        },
+      ]);
+      expect(await logged.get('acme')).toMatchObject({ state: 'maintenance' });
+      // `logger: false`: nothing, anywhere.
+      await new MemoryStateStore({ logger: false }).set('acme', 'maintenence');
+    });
+
     it('checks actor, reason and its own options', async () => {
       await expect(store.set('acme', 'maintenance', { actor: '' })).rejects.toThrow(TypeError);
       await expect(store.delete('acme', { reason: 5 as never })).rejects.toThrow(TypeError);
@@ -343,18 +361,23 @@ describe('MemoryStateStore', () => {
 });
 
 describe.each(expressVersions)('store states through the guard ($name)', ({ express }) => {
-  it("blocks a write to a namespace whose value is a typo ('maintenence') and warns", async () => {
-    const store = new MemoryStateStore();
+  it("blocks a write to a namespace whose value is a typo ('maintenence') and warns once", async () => {
+    const { logger, of, warned } = recordingLogger();
+    const store = new MemoryStateStore({ logger });
     await store.set('acme', 'maintenence');
-    const { logger, warned } = recordingLogger();
     const { app, handled } = guardedApp(express, { store, logger });
     const res = await request(app).post('/acme/project/-/issues');
     expect(res.status).toBe(503);
     expect(res.headers['x-namespace-read-only']).toBe('acme');
+    expect((await request(app).put('/acme/project')).status).toBe(503);
     expect(handled).toEqual([]);
+    // The store warns of the value once, when it is set; each refusal is an `info` line.
     const warnings = warned();
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]?.object).toMatchObject({
+    expect(warnings[0]?.object).toEqual({ namespace: 'acme', value: 'maintenence' });
+    expect(warnings[0]?.message).toMatch(/unrecognised state value/);
+    expect(of('info')).toHaveLength(2);
+    expect(of('info')[0]?.object).toMatchObject({
       namespace: 'acme',
       method: 'POST',
       path: '/acme/project/-/issues',
@@ -364,16 +387,19 @@ describe.each(expressVersions)('store states through the guard ($name)', ({ expr
   });
 
   it('treats an unknown instance value as instance maintenance', async () => {
-    const store = new MemoryStateStore();
+    const { logger, of, warned } = recordingLogger();
+    const store = new MemoryStateStore({ logger });
     await store.set('*', 'on');
-    const { logger, warned } = recordingLogger();
+    await store.set('*', 'on');
     const { app, handled } = guardedApp(express, { store, logger });
     const res = await request(app).post('/anyone/x');
     expect(res.status).toBe(503);
     expect(res.headers['x-namespace-read-only']).toBe('*');
     expect(handled).toEqual([]);
+    // Setting the same value again is no news: still one warning.
     expect(warned()).toHaveLength(1);
-    expect(warned()[0]?.object).toMatchObject({
+    expect(warned()[0]?.object).toEqual({ namespace: '*', value: 'on' });
+    expect(of('info')[0]?.object).toMatchObject({
       namespace: '*',
       reason: 'unrecognized-state',
       value: 'on',

@@ -57,8 +57,12 @@ export interface RedisStateStoreOptions {
    * audit entries.
    */
   readonly auditMax?: number;
-  /** A pino-compatible logger. Default: silent. Its throws are swallowed. */
-  readonly logger?: Logger;
+  /**
+   * A pino-compatible logger for the store's own events (unrecognised values, the degraded
+   * mode, failed reads). Default: a pino logger at `warn` on stderr. `false` silences the store.
+   * Its throws are swallowed.
+   */
+  readonly logger?: Logger | false;
 }
 
 export interface RedisStoreConfig {

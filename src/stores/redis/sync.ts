@@ -322,7 +322,13 @@ export class Sync {
       }
       const entries = [...found.values()];
       if (generation !== this.#generation || this.#closed) return;
+      // A value that was already there when the process started (or while it did not listen)
+      // is warned of once too, when it is loaded.
+      const was = entries.map(([name]) => this.replica.get(name)?.unrecognized);
       const changed = this.replica.replace(entries, issuedAt);
+      for (const [i, [name]] of entries.entries()) {
+        this.#warnUnrecognized(name, was[i], this.replica.get(name));
+      }
       if (this.#mode === 'complete' && changed.length > 0) {
         this.errors.warn(
           'resync',
@@ -405,13 +411,7 @@ export class Sync {
   ): NamespaceState | null {
     const before = this.replica.get(name);
     const after = this.replica.apply(name, value, pttl);
-    if (after?.unrecognized !== undefined && before?.unrecognized !== after.unrecognized) {
-      this.errors.warn(
-        `unrecognized:${name}`,
-        { namespace: name, value: after.unrecognized },
-        'namespace-read-only: unrecognised state value; treated as maintenance',
-      );
-    }
+    this.#warnUnrecognized(name, before?.unrecognized, after);
     const was = before !== null && before.state !== 'active';
     const now = after !== null && after.state !== 'active';
     if (was !== now) {
@@ -425,6 +425,16 @@ export class Sync {
     // Outside the complete mode the replica is not what the process goes by: the cache reports.
     if (this.#mode === 'complete') this.events.state?.(name, after, via);
     return after;
+  }
+
+  /** Once per namespace and value: `was` is the unrecognised value held before, if any. */
+  #warnUnrecognized(name: string, was: string | undefined, now: NamespaceState | null): void {
+    if (now?.unrecognized === undefined || now.unrecognized === was) return;
+    this.errors.warn(
+      `unrecognized:${name}`,
+      { namespace: name, value: now.unrecognized },
+      'namespace-read-only: unrecognised state value; treated as maintenance',
+    );
   }
 
   #degrade(cause: DegradedCause): void {

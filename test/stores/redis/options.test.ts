@@ -81,6 +81,7 @@ describe('RedisStateStore options', () => {
     ['auditMax', 2.5],
     ['auditMax', '100'],
     ['logger', { warn: () => undefined }],
+    ['logger', true],
   ])('rejects %s = %j, naming it', (option, value) => {
     const error = thrown({ redis, [option]: value });
     expect(error.option).toBe(option);
