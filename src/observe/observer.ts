@@ -2,14 +2,19 @@ import type { InflightWrites } from '../fence/inflight.js';
 import type { Block, Verdict } from '../guard/verdict.js';
 import type { Config } from '../options.js';
 import { GuardMetrics } from './metrics.js';
+import { type SpanAnnotator, spanAnnotator } from './tracing.js';
 
 /**
  * What the guard tells the outside about its decisions, besides its log: Prometheus metrics
- * (the `metrics` option). A guard without them has no observer at all, so the request path pays
- * one `null` check.
+ * (the `metrics` option) and OpenTelemetry span attributes (when `@opentelemetry/api` is
+ * installed). A guard with neither has no observer at all, so the request path pays one
+ * `null` check.
  */
 export class Observer {
-  private constructor(private readonly metrics: GuardMetrics | null) {}
+  private constructor(
+    private readonly metrics: GuardMetrics | null,
+    private readonly spans: SpanAnnotator | null,
+  ) {}
 
   /**
    * `null` when nothing observes. `inflight`: the guard's writes in flight, when it takes part in
@@ -18,7 +23,8 @@ export class Observer {
   static create(config: Config, inflight: InflightWrites | null): Observer | null {
     const metrics =
       config.metrics === null ? null : new GuardMetrics(config.metrics, config.store, inflight);
-    return metrics === null ? null : new Observer(metrics);
+    const spans = spanAnnotator();
+    return metrics === null && spans === null ? null : new Observer(metrics, spans);
   }
 
   /** A write let through without a verdict, because nothing at all is in maintenance. */
@@ -28,11 +34,15 @@ export class Observer {
 
   decided(v: Verdict): void {
     this.metrics?.decided(v);
+    if (this.spans === null) return;
+    if (!v.admit) this.spans('refused', v.block);
+    else if (v.via === 'bypass') this.spans('bypassed', v.block);
   }
 
   /** Deciding failed, and the request was refused for `block` (`internal-error`). */
-  failed(_block: Block): void {
+  failed(block: Block): void {
     this.metrics?.failed();
+    this.spans?.('refused', block);
   }
 
   /** A state could not be read (`resolving`: `resolveId` failed). */
