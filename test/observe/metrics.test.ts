@@ -339,6 +339,32 @@ describe('the metrics option', () => {
     expect(sample(text, 'nsro_namespaces_in_maintenance')).toBe(1);
   });
 
+  it('without prom-client installed: an OptionsError naming metrics, and a guard without it works', async () => {
+    const run = promisify(execFile);
+    // What a missing package looks like to require().
+    const hide = `
+      const Module = require('node:module');
+      const resolve = Module._resolveFilename;
+      Module._resolveFilename = function (request, ...rest) {
+        if (request === 'prom-client') {
+          throw Object.assign(new Error("Cannot find module 'prom-client'"), { code: 'MODULE_NOT_FOUND' });
+        }
+        return resolve.call(this, request, ...rest);
+      };`;
+    const script = `${hide}
+      const { namespaceReadOnly } = require(${JSON.stringify(INDEX.replace(/\.js$/, '.cjs'))});
+      const registry = { registerMetric() {}, getSingleMetric() {} };
+      try {
+        namespaceReadOnly({ metrics: { registry } });
+        console.log('no error');
+      } catch (error) {
+        console.log(error.name, error.option, /npm install prom-client/.test(error.message));
+      }
+      console.log(typeof namespaceReadOnly());`;
+    const { stdout } = await run(process.execPath, ['-e', script]);
+    expect(stdout.trim().split('\n')).toEqual(['OptionsError metrics true', 'function']);
+  });
+
   it('without the option, neither build loads prom-client', async () => {
     const run = promisify(execFile);
     const cjs = `

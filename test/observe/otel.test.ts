@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
 import { context, type Span, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
@@ -18,6 +20,7 @@ import {
   type StateStore,
 } from '../../src/index.js';
 import { expressVersions } from '../helpers/apps.js';
+import { INDEX } from '../helpers/dist.js';
 import { waitFor } from '../helpers/redis.js';
 
 /**
@@ -146,5 +149,29 @@ describe.each(expressVersions)('span attributes ($name)', ({ express }) => {
     a.use(namespaceReadOnly({ store, logger }));
     await request(a).post(WRITE('acme')).expect(503);
     expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
+});
+
+describe('without @opentelemetry/api installed', () => {
+  it('refuses and admits as ever (the built package, as a user without it gets it)', async () => {
+    const script = `
+      const Module = require('node:module');
+      const resolve = Module._resolveFilename;
+      Module._resolveFilename = function (request, ...rest) {
+        if (request === '@opentelemetry/api') {
+          throw Object.assign(new Error("Cannot find module '@opentelemetry/api'"), { code: 'MODULE_NOT_FOUND' });
+        }
+        return resolve.call(this, request, ...rest);
+      };
+      const { namespaceReadOnly } = require(${JSON.stringify(INDEX.replace(/\.js$/, '.cjs'))});
+      const guard = namespaceReadOnly({ logger: { warn() {}, info() {}, debug() {}, error() {} } });
+      guard.store.set('acme', 'maintenance').then(() => {
+        const res = { statusCode: 200, headersSent: false, setHeader() {}, getHeader() {}, on() {},
+          end() { console.log('answered', res.statusCode); } };
+        guard({ method: 'POST', url: '/acme/p/-/issues', originalUrl: '/acme/p/-/issues', headers: {} }, res, () => console.log('next'));
+        console.log(Object.keys(require.cache).some((k) => k.includes('@opentelemetry')));
+      });`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script]);
+    expect(stdout.trim().split('\n')).toEqual(['answered 503', 'false']);
   });
 });
