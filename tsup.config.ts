@@ -11,6 +11,9 @@ export default defineConfig([
     sourcemap: true,
     splitting: false,
     treeshake: true,
+    // `import.meta.url` in the CommonJS build too (from `__filename`): optional peers are
+    // required from the package's own location (src/observe/optional.ts).
+    shims: true,
   },
   // The operator CLI: one ESM file with its shebang, named by package.json `bin`.
   {

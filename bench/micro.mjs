@@ -33,6 +33,7 @@ import express from 'express';
 import { rateLimit } from 'express-rate-limit';
 import { namespaceReadOnly, RedisStateStore } from 'namespace-read-only';
 import parseurl from 'parseurl';
+import { Registry } from 'prom-client';
 import { Bench } from 'tinybench';
 import { median, round } from './lib/common.mjs';
 import { connectDataClient } from './lib/redis.mjs';
@@ -149,6 +150,9 @@ const redisGuard = namespaceReadOnly({ store: redisStore });
 if ((await redisStore.ready()).mode !== 'complete') throw new Error('redis store not complete');
 const memoryGuard = namespaceReadOnly();
 await memoryGuard.store.set('frozen', 'maintenance');
+// The same, with the `metrics` option (prom-client): what counting a decision costs.
+const metricsGuard = namespaceReadOnly({ metrics: { registry: new Registry() } });
+await metricsGuard.store.set('frozen', 'maintenance');
 // Idle: nothing in maintenance anywhere under this prefix. Built only where idle cases run.
 const IDLE_PREFIX = 'nsro-micro-idle:';
 let idleStore = null;
@@ -166,6 +170,7 @@ if (needIdle) {
 const stores = [
   ['redis', redisStore, true],
   ['memory', memoryGuard.store, true],
+  ['metrics memory', metricsGuard.store, true],
   ...(needIdle
     ? [
         ['idle redis', idleStore, false],
@@ -213,6 +218,13 @@ const ALL_CASES = [
     name: 'writeWarmMemory',
     what: 'POST /acme/proj/-/issues, writable, memory store, frozen in maintenance',
     mw: memoryGuard,
+    make: requests('POST', '/acme/proj/-/issues', json),
+    expect: 'next',
+  },
+  {
+    name: 'writeWarmMetrics',
+    what: 'writeWarmMemory with the metrics option (a prom-client Registry)',
+    mw: metricsGuard,
     make: requests('POST', '/acme/proj/-/issues', json),
     expect: 'next',
   },

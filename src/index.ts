@@ -26,6 +26,7 @@ export {
   namespaceReadOnly,
 } from './guard/middleware.js';
 export type { Logger } from './logger.js';
+export type { MetricsOptions, MetricsRegistry } from './observe/metrics.js';
 export type { NamespaceReadOnlyOptions, ResolveId } from './options.js';
 export type { AllowRule, RouteParams } from './routing/allowlist.js';
 export { type GitlabAllowlistOptions, gitlabAllowlist } from './routing/gitlab-allowlist.js';
@@ -49,5 +50,6 @@ export type {
   StateChangeListener,
   StateChangeVia,
   StateStore,
+  StoreObservation,
   WriterRegistration,
 } from './stores/store.js';

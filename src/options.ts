@@ -3,6 +3,7 @@ import { type BypassKeys, bypassOption } from './bypass/token.js';
 import { OptionsError, type RefusalCode, type RefusalReason } from './errors.js';
 import type { NextFunction } from './guard/pipeline.js';
 import { type Logger, resolveLogger } from './logger.js';
+import { type MetricsConfig, type MetricsOptions, metricsOption } from './observe/metrics.js';
 import { type AllowlistMatch, type AllowRule, compileAllowlist } from './routing/allowlist.js';
 import { gitlabAllowlist } from './routing/gitlab-allowlist.js';
 import { gitlabRoutes } from './routing/gitlab-routes.js';
@@ -94,6 +95,11 @@ export interface NamespaceReadOnlyOptions<Req extends IncomingMessage = Incoming
   handler?: (req: Req, res: ServerResponse, next: NextFunction, info: RefusalInfo) => void;
   /** Exempts a request before any work: `true` lets it through untouched. */
   skip?: (req: Req) => boolean;
+  /**
+   * Prometheus metrics with prom-client (an optional peer dependency, loaded only with this
+   * option): `{ registry, prefix = 'nsro_' }`. See docs/observability.md.
+   */
+  metrics?: MetricsOptions;
 }
 
 /** What a custom `handler` is told about a refusal. */
@@ -137,6 +143,7 @@ export interface Config {
   readonly writeRoutes: AllowlistMatch | null;
   readonly handler: NamespaceReadOnlyOptions['handler'] | undefined;
   readonly skip: ((req: IncomingMessage) => boolean) | undefined;
+  readonly metrics: MetricsConfig | null;
 }
 
 /** Every option name, checked by the compiler against the options type. */
@@ -159,6 +166,7 @@ const OPTION_NAMES: Record<keyof NamespaceReadOnlyOptions, true> = {
   writeRoutes: true,
   handler: true,
   skip: true,
+  metrics: true,
 };
 
 export function resolveOptions(options: unknown): Config {
@@ -192,6 +200,7 @@ export function resolveOptions(options: unknown): Config {
       o.writeRoutes === undefined ? null : compileAllowlist(o.writeRoutes, 'writeRoutes'),
     handler: optionalFunction(o.handler, 'handler', 'a function (req, res, next, info)'),
     skip: optionalFunction(o.skip, 'skip', 'a function (req) => boolean'),
+    metrics: metricsOption(o.metrics),
   };
 }
 
@@ -394,7 +403,7 @@ function optionalFunction<T>(value: unknown, option: string, expected: string): 
 }
 
 /** The known option closest to a misspelt one (case-insensitive, or at most two edits away). */
-function suggest(key: string, names: readonly string[]): string | undefined {
+export function suggest(key: string, names: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = 3;
   for (const name of names) {

@@ -39,7 +39,7 @@ export function evaluate(results) {
   ratio('guardMemoryWriteWarm', 0.97);
   ratio('guardRedisWriteWarm', 0.97);
   ratio('guardMemoryBlocked', 1.0);
-  for (const c of ['read', 'writeWarm', 'writeWarmMemory']) {
+  for (const c of ['read', 'writeWarm', 'writeWarmMemory', 'writeWarmMetrics']) {
     const value = get(results, `micro.${c}.nsPerOp`);
     const met = value === undefined ? null : value <= 500;
     out.push({

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { bypassTokenOf } from '../bypass/request.js';
 import { type BypassGrant, verifyBypassToken } from '../bypass/token.js';
 import type { InflightWrites } from '../fence/inflight.js';
+import type { Observer } from '../observe/observer.js';
 import type { Config } from '../options.js';
 import { namespaceKey } from '../request/namespace-name.js';
 import type { RequestMemo } from '../state/request-memo.js';
@@ -53,12 +54,13 @@ export interface CheckParts {
   readonly log: VerdictLog;
   readonly inflight: InflightWrites;
   readonly registration: WriterRegistration | null;
+  readonly observer?: Observer | null;
 }
 
 const NO_ROUTE = () => null;
 
 export function createChecks(parts: CheckParts): Checks {
-  const { config, memo, log, inflight, registration } = parts;
+  const { config, memo, log, inflight, registration, observer } = parts;
 
   async function check(key: string, req: IncomingMessage | undefined): Promise<Verdict> {
     return (await judge(key, req)).v;
@@ -79,6 +81,7 @@ export function createChecks(parts: CheckParts): Checks {
       ]);
     } catch (error) {
       readError = error ?? 'store rejected';
+      observer?.storeError(readError);
     }
     const now = Date.now();
     const grant = req === undefined ? null : tokenGrant(req, now);

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InflightWrites } from '../fence/inflight.js';
+import { Observer } from '../observe/observer.js';
 import { type NamespaceReadOnlyOptions, resolveOptions } from '../options.js';
 import { RequestMemo } from '../state/request-memo.js';
 import type { StateStore } from '../stores/store.js';
@@ -48,7 +49,8 @@ export function namespaceReadOnly<Req extends IncomingMessage = IncomingMessage>
   const log = new VerdictLog(config.logger);
   const inflight = new InflightWrites();
   const registration = config.fence ? (config.store.register?.(inflight) ?? null) : null;
-  const parts = { config, memo, log, inflight, registration };
+  const observer = Observer.create(config, registration === null ? null : inflight);
+  const parts = { config, memo, log, inflight, registration, observer };
   const pipeline = new Pipeline(parts);
   const checks = createChecks(parts);
 
@@ -69,6 +71,7 @@ export function namespaceReadOnly<Req extends IncomingMessage = IncomingMessage>
     statusHandler: { value: statusHandler(checks), enumerable: true },
     close: {
       value: async () => {
+        observer?.close();
         await registration?.release();
         if (config.ownsStore) await config.store.close?.();
       },

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bypassTokenOf } from '../bypass/request.js';
 import { type BypassGrant, verifyBypassToken } from '../bypass/token.js';
 import type { InflightWrites } from '../fence/inflight.js';
+import type { Observer } from '../observe/observer.js';
 import type { Config } from '../options.js';
 import {
   hasWriteOverrideHeader,
@@ -102,6 +103,8 @@ export interface PipelineParts {
   readonly inflight: InflightWrites;
   /** `null` unless the store runs the migration fence. */
   readonly registration: WriterRegistration | null;
+  /** Metrics and span attributes; `null` when nothing observes the guard. */
+  readonly observer: Observer | null;
 }
 
 export class Pipeline {
@@ -112,6 +115,7 @@ export class Pipeline {
   private readonly log: VerdictLog;
   private readonly inflight: InflightWrites;
   private readonly registration: WriterRegistration | null;
+  private readonly observer: Observer | null;
   /** Bound once, not per request: the verdict calls it only for a write it would refuse. */
   readonly #allowedBy = (request: Pending) => this.allowedBy(request);
   readonly #takesBypass: boolean;
@@ -124,6 +128,7 @@ export class Pipeline {
     this.log = parts.log;
     this.inflight = parts.inflight;
     this.registration = parts.registration;
+    this.observer = parts.observer;
     this.#takesBypass = parts.config.bypass !== undefined || parts.config.canBypass !== undefined;
   }
 
@@ -137,7 +142,10 @@ export class Pipeline {
       // namespace for its count: the verdict admits every request then, whatever its target, so
       // the target is not even parsed.
       const known = this.anyClosed();
-      if (known === false && (read || this.registration === null)) return next();
+      if (known === false && (read || this.registration === null)) {
+        if (!read) this.observer?.admitted();
+        return next();
+      }
       // A read is decided only from what the store can answer at once, so reads never wait; and
       // only a frozen state refuses one, or `signal` marks it.
       if (read && (known !== true || (!this.config.signal && this.store.anyFrozen?.() === false))) {
@@ -228,13 +236,13 @@ export class Pipeline {
     try {
       resolved = resolveId(kind, id);
     } catch (error) {
-      return this.lookupFailed(request, null, error ?? 'resolveId threw');
+      return this.lookupFailed(request, null, error ?? 'resolveId threw', true);
     }
     if (!(resolved instanceof Promise)) return this.withFullPath(request, resolved);
     withTimeout(resolved, this.config.timeout)
       .then(
         (fullPath) => this.withFullPath(request, fullPath),
-        (error: unknown) => this.lookupFailed(request, null, error ?? 'resolveId rejected'),
+        (error: unknown) => this.lookupFailed(request, null, error ?? 'resolveId rejected', true),
       )
       .catch((error: unknown) => this.failed(request, error));
   }
@@ -299,8 +307,14 @@ export class Pipeline {
       .catch((error: unknown) => this.failed(request, error));
   }
 
-  /** A state (or `resolveId`) could not be read: `onStoreError` decides. */
-  private lookupFailed(request: Pending, namespace: string | null, error: unknown): void {
+  /** A state (or, `resolving`, `resolveId`) could not be read: `onStoreError` decides. */
+  private lookupFailed(
+    request: Pending,
+    namespace: string | null,
+    error: unknown,
+    resolving = false,
+  ): void {
+    this.observer?.storeError(error, resolving);
     request.namespace = namespace;
     request.readError = error;
     this.decide(request);
@@ -332,6 +346,7 @@ export class Pipeline {
       return this.askCanBypass(request, v.block.namespace as string);
     }
     this.log.request(v, request);
+    this.observer?.decided(v);
     if (!v.admit) {
       return sendBlocked(
         request.req,
@@ -420,6 +435,7 @@ export class Pipeline {
     try {
       this.log.failed(error);
       const block = { reason: 'internal-error', namespace: null } as const;
+      this.observer?.failed(block);
       sendBlocked(request.req, request.res, request.next, request.pathname, block, this.config);
     } catch {
       request.res.destroy();

@@ -8,7 +8,13 @@ import {
   toState,
 } from '../state/values.js';
 import { ChangeListeners, checkChangeOptions } from './changes.js';
-import type { DeleteOptions, SetOptions, StateChangeListener, StateStore } from './store.js';
+import type {
+  DeleteOptions,
+  SetOptions,
+  StateChangeListener,
+  StateStore,
+  StoreObservation,
+} from './store.js';
 
 export interface MemoryStateStoreOptions {
   /**
@@ -102,6 +108,16 @@ export class MemoryStateStore implements StateStore {
   anyFrozen(): boolean {
     for (const key of this.#frozen) if (this.peek(key) !== null) return true;
     return false;
+  }
+
+  /**
+   * For the guard's metrics: every state lives here, so this process knows them all, at once.
+   * `inMaintenance` counts the states other than `active` (the instance's included).
+   */
+  observe(): StoreObservation {
+    let inMaintenance = 0;
+    for (const key of this.#closed) if (this.peek(key) !== null) inMaintenance++;
+    return { inMaintenance, knowledgeAge: 0, live: true };
   }
 
   /** `key` is already normalised (the middleware only asks with lower-cased root names). */

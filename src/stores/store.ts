@@ -49,6 +49,29 @@ export interface StateStore {
    * and ignored: it never breaks the store.
    */
   onStateChange?(listener: StateChangeListener): () => void;
+  /**
+   * What the guard's metrics report about the store, asked only when they are scraped (never on
+   * the request path). Without it the store's gauges are NaN.
+   */
+  observe?(): StoreObservation;
+}
+
+/** A store's account of its own knowledge, for the `metrics` gauges. */
+export interface StoreObservation {
+  /**
+   * Namespaces (and the instance, `*`) whose state is not `active`, as this process knows them;
+   * `undefined` when it cannot know them all (the Redis store outside its complete mode).
+   */
+  readonly inMaintenance: number | undefined;
+  /** How old this process's knowledge of the states is (ms); `undefined` when unknown. */
+  readonly knowledgeAge: number | undefined;
+  /**
+   * Whether every change reaches this process as it is made: the Redis store's push path is
+   * proven (complete mode), or the states live in this process (memory store).
+   */
+  readonly live: boolean;
+  /** The store's own failures so far, by kind (a fixed, small set of kinds). */
+  readonly errors?: Readonly<Record<string, number>>;
 }
 
 export interface WriterRegistration {

@@ -39,6 +39,13 @@ export class Replica {
     return false;
   }
 
+  /** How many keys have a state other than `active` right now (for the metrics). */
+  closedCount(): number {
+    let n = this.#closedForever;
+    for (const key of this.#closed) if (this.get(key) !== null) n++;
+    return n;
+  }
+
   /** Whether any key's state refuses reads (`frozen`) right now. */
   anyFrozen(): boolean {
     for (const key of this.#frozen) if (this.get(key) !== null) return true;

@@ -3,7 +3,7 @@ import { StateValueError } from '../../errors.js';
 import type { InflightWrites } from '../../fence/inflight.js';
 import { FenceMember } from '../../fence/member.js';
 import { type WaitOptions, type WaitResult, waitForFence } from '../../fence/wait.js';
-import { type Logger, LogLimiter } from '../../logger.js';
+import type { Logger } from '../../logger.js';
 import { namespaceKey } from '../../request/namespace-name.js';
 import {
   checkStateInput,
@@ -18,11 +18,13 @@ import type {
   SetOptions,
   StateChangeListener,
   StateStore,
+  StoreObservation,
   WriterRegistration,
 } from '../store.js';
 import { type AuditEntry, type AuditOptions, readAudit, writeChange } from './audit.js';
 import { StateCache } from './cache.js';
 import { isCluster, type RedisClient, scanAll } from './client.js';
+import { CountingLimiter } from './failures.js';
 import { RedisKeys } from './keys.js';
 import {
   type RedisStateStoreOptions,
@@ -91,7 +93,7 @@ export class RedisStateStore implements StateStore {
   readonly #config: RedisStoreConfig;
   readonly #keys: RedisKeys;
   readonly #logger: Logger;
-  readonly #errors: LogLimiter;
+  readonly #errors: CountingLimiter;
   readonly #reads: RedisReads;
   readonly #cache: StateCache;
   readonly #sync: Sync;
@@ -113,7 +115,7 @@ export class RedisStateStore implements StateStore {
     this.prefix = config.prefix;
     this.#keys = new RedisKeys(config.prefix);
     this.#logger = config.logger;
-    this.#errors = new LogLimiter(this.#logger);
+    this.#errors = new CountingLimiter(this.#logger);
     this.#listeners = new ChangeListeners(this.#errors);
     this.#known = new KnownStates(this.#listeners, config.max);
     this.#reads = new RedisReads(this.redis, this.#keys, config.timeout, this.#errors);
@@ -400,6 +402,22 @@ export class RedisStateStore implements StateStore {
       states: this.#replica.size,
       circuitOpen: this.#reads.circuitOpen,
       cached: this.#cache.size,
+    };
+  }
+
+  /**
+   * For the guard's metrics: while complete, the states other than `active` held in the copy and
+   * how long ago push last proved itself; outside it neither is known. Plus the store's own
+   * failures so far (`redis-read`, `redis-load`, `redis-canary`, `redis-subscriber`...).
+   */
+  observe(): StoreObservation {
+    const complete = this.#sync.mode === 'complete';
+    const proven = this.#sync.provenAt;
+    return {
+      inMaintenance: complete ? this.#replica.closedCount() : undefined,
+      knowledgeAge: complete && proven !== null ? Date.now() - proven : undefined,
+      live: complete,
+      errors: this.#errors.counts,
     };
   }
 
