@@ -57,6 +57,12 @@ export interface RedisStateStoreOptions {
    * audit entries.
    */
   readonly auditMax?: number;
+  /**
+   * Announce this process under `<prefix>ps:<id>` once the store has started, so that `nsro ps`
+   * lists it (mode, knowledge age, states, writes in flight). Default `true`; `false` for a store
+   * that does not guard (the CLI's, a script's).
+   */
+  readonly announce?: boolean;
   /** A pino-compatible logger. Default: silent. Its throws are swallowed. */
   readonly logger?: Logger;
 }
@@ -74,6 +80,7 @@ export interface RedisStoreConfig {
   readonly keyspaceEvents: 'auto' | 'enable' | 'off';
   readonly heartbeatTtl: number;
   readonly auditMax: number;
+  readonly announce: boolean;
   readonly logger: Logger;
 }
 
@@ -91,6 +98,7 @@ const OPTION_NAMES: Record<keyof RedisStateStoreOptions, true> = {
   keyspaceEvents: true,
   heartbeatTtl: true,
   auditMax: true,
+  announce: true,
   logger: true,
 };
 
@@ -111,6 +119,7 @@ export function resolveRedisOptions(options: unknown): RedisStoreConfig {
     keyspaceEvents: oneOf(o.keyspaceEvents, 'keyspaceEvents', ['enable', 'auto', 'off'], OWNER),
     heartbeatTtl: wholeNumber(o.heartbeatTtl, 'heartbeatTtl', 5000, 100, OWNER),
     auditMax: wholeNumber(o.auditMax, 'auditMax', 10_000, 0, OWNER),
+    announce: booleanOption(o.announce, 'announce', true),
     logger: loggerOption(o.logger, OWNER),
   };
 }
