@@ -182,7 +182,8 @@ describe('a guarding store announces itself', () => {
     // Three ticks or four; the canary is the other SET of each tick.
     expect(delta('zadd')).toBeGreaterThanOrEqual(2);
     expect(delta('zadd')).toBeLessThanOrEqual(4);
-    expect(delta('set')).toBe(2 * delta('zadd'));
+    // (A tick split by the counters' reading may count one SET without its partner.)
+    expect(Math.abs(delta('set') - 2 * delta('zadd'))).toBeLessThanOrEqual(1);
     expect(delta('eval') + delta('evalsha')).toBe(0);
     await app.close();
   });
