@@ -129,16 +129,18 @@ export class Announcer {
     const housekeeping = this.#sent++ % HOUSEKEEPING_EVERY === 0;
     const oldest = `(${now - KEEP_IDS_MS}`;
     if (isCluster(this.redis)) {
-      // The two keys live in different slots: one command each.
+      // The two keys live in different slots: one command each, one after the other, so that
+      // at most one of them opens a connection at a time (see `#start` in store.ts).
       const redis = this.redis;
       await withTimeout(
-        Promise.all([
-          redis.set(key, body, 'PX', this.#ttl),
-          redis.zadd(set, now + this.#ttl, this.id),
-          ...(housekeeping
-            ? [redis.zremrangebyscore(set, '-inf', oldest), redis.pexpire(set, KEEP_IDS_MS)]
-            : []),
-        ]),
+        (async () => {
+          await redis.set(key, body, 'PX', this.#ttl);
+          await redis.zadd(set, now + this.#ttl, this.id);
+          if (housekeeping) {
+            await redis.zremrangebyscore(set, '-inf', oldest);
+            await redis.pexpire(set, KEEP_IDS_MS);
+          }
+        })(),
         this.timeout,
       );
       return;

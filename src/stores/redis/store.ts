@@ -477,8 +477,14 @@ export class RedisStateStore implements StateStore {
     this.#started = true;
     this.#sync.start();
     const announcer = this.#announcer;
-    // Announced once the first sync has ended (its mode is then known), then on every tick.
-    if (announcer !== null) void this.#sync.firstSync.then(() => announcer.announce(true));
+    // Announced once the first sync has ended (its mode is then known), then on every tick. Not
+    // at once on a Cluster: a command sent to a node whose connection is still opening is
+    // refused and retried 100 ms later by ioredis (without an offline queue), so announcing
+    // while the first requests open their connections could cost one of their reads its budget.
+    // The first tick (a second later) announces it there.
+    if (announcer !== null && !isCluster(this.redis)) {
+      void this.#sync.firstSync.then(() => announcer.announce(true));
+    }
   }
 
   /** The last complete knowledge is recent enough to answer while Redis fails. */
