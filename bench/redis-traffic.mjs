@@ -16,10 +16,11 @@ async function storeStatus(port) {
 /**
  * Loads the `guard-redis` server with `scenario` for `duration` seconds between a reset and a
  * read of the counters. The store also works on its own timers, whatever the requests: the
- * canary every `canaryInterval` (1 s) and the re-verification every `resyncInterval` (60 s), and
- * the fence heartbeat when a guard opts into the fence (the benchmarks' guards do not). MONITOR
- * tells those apart, so that `perRequest` counts only what requests caused. `mode` is the
- * store's mode after the run: `complete` all along is what makes 0 the expected answer.
+ * canary and the announcement (`nsro ps`) every `canaryInterval` (1 s), the re-verification every
+ * `resyncInterval` (60 s), and the fence heartbeat when a guard opts into the fence (the
+ * benchmarks' guards do not). MONITOR tells those apart, so that `perRequest` counts only what
+ * requests caused. `mode` is the store's mode after the run: `complete` all along is what makes 0
+ * the expected answer.
  */
 async function measure(redis, port, scenario, { duration, connections }) {
   await redis.cli('config', 'resetstat');

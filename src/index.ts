@@ -35,6 +35,7 @@ export { patternRoutes } from './routing/pattern-routes.js';
 export type { IdKind, NamespaceRoutes, Target } from './routing/target.js';
 export { INSTANCE, type NamespaceState, type StateInput } from './state/values.js';
 export { MemoryStateStore, type MemoryStateStoreOptions } from './stores/memory.js';
+export type { LiveProcess, ProcessAnnouncement } from './stores/redis/announce.js';
 export type { AuditEntry, AuditOptions } from './stores/redis/audit.js';
 export type { RedisStateStoreOptions } from './stores/redis/options.js';
 export {

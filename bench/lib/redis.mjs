@@ -147,7 +147,9 @@ export function sum(record) {
  * - `background`: what a store does on its own timers, not because of requests: the canary
  *   (a SET of `<prefix>canary:<id>` every `canaryInterval`), the periodic re-verification (the
  *   load script: an EVAL whose arguments are only the state prefix and the index, with the
- *   SMEMBERS/GET/PTTL it runs), and the migration fence's heartbeat (`<prefix>procs`,
+ *   SMEMBERS/GET/PTTL it runs), the process's announcement for `nsro ps` (a SET of
+ *   `<prefix>ps:<id>` and a ZADD of `<prefix>ps` on the canary's tick, with a ZREMRANGEBYSCORE
+ *   and a PEXPIRE every tenth), and the migration fence's heartbeat (`<prefix>procs`,
  *   `<prefix>proc:<id>`), which exists only when a guard opts in with `fence: true`;
  * - `heartbeats`: the fence heartbeat's share of `background`, apart (should stay empty: the
  *   benchmarks run without the fence);
@@ -179,6 +181,9 @@ export async function watchCommands(port, prefix = 'nsro:') {
       const key = String((scripted ? args[3] : args[1]) ?? '');
       if (key.startsWith(`${prefix}proc`)) into = [background, heartbeats];
       else if (!scripted && key.startsWith(`${prefix}canary:`)) into = [background];
+      else if (!scripted && (key === `${prefix}ps` || key.startsWith(`${prefix}ps:`))) {
+        into = [background];
+      }
       // The re-verification's load script: ARGV is exactly (state prefix, index).
       else if (scripted && args.length === 5 && key === statePrefix && args[4] === index) {
         into = [background];

@@ -197,7 +197,7 @@ export function renderMarkdown(results) {
     lines.push('| --- | --- |');
     const traffic = (x) =>
       `store mode ${x.mode}, ${fmt(x.states)} states held; all commands ${JSON.stringify(x.commands)} over ` +
-      `${fmt(x.requests)} requests in ${x.seconds} s, of which the store's own timers (canary, ` +
+      `${fmt(x.requests)} requests in ${x.seconds} s, of which the store's own timers (canary, announcement, ` +
       `re-verification; not requests) ${JSON.stringify(x.background)}`;
     lines.push(
       `| commands per request, warm (timers excluded) | ${fmt(r.commandsPerRequestWarm, 6)} (${traffic(r.warm)}) |`,

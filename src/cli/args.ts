@@ -25,8 +25,13 @@ Commands:
   wait <ns> [--timeout 60s]
                        the same wait, for a namespace already in maintenance
   disable <ns> [--reason <text>]
-  status [<ns>]        state, message and time left (all namespaces without <ns>)
+  status <ns>          state, message and time left, on one line
+  status               a table of every namespace with a state: state, reason,
+                       since, until, remaining, starts
   list                 every namespace with a state
+  ps                   the live guarding processes (those that announce themselves):
+                       mode, knowledge age, states held, writes in flight (tracked
+                       only by guards with fence: true), last announced
   token <ns> --for <duration> [--secret-file <path>]
                        print a bypass token that lets requests write to <ns> while it
                        is in maintenance; the secret comes from $NSRO_BYPASS_SECRET or
@@ -38,6 +43,8 @@ Commands:
   Use '*' as <ns> for the whole instance.
 
 Options:
+  --json               print one JSON document instead (every command; errors stay
+                       one line on stderr)
   --actor <name>       who makes the change, for the audit trail (enable, disable;
                        default: <os user>@<hostname> (nsro))
   --redis <url>        Redis URL (default: $REDIS_URL or redis://127.0.0.1:6379)
@@ -61,6 +68,7 @@ export interface Values {
   readonly redis?: string | undefined;
   readonly prefix?: string | undefined;
   readonly 'secret-file'?: string | undefined;
+  readonly json?: boolean | undefined;
   readonly help?: boolean | undefined;
 }
 
@@ -92,6 +100,7 @@ export function parse(argv: string[]): Parsed {
         redis: { type: 'string' },
         prefix: { type: 'string' },
         'secret-file': { type: 'string' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });

@@ -16,7 +16,16 @@ import {
   tokenTtl,
   waitTimeout,
 } from './args.js';
-import { describeAuditEntry, describeFence, describeState } from './output.js';
+import {
+  describeAuditEntry,
+  describeFence,
+  describeState,
+  psTable,
+  type StateRow,
+  sinceOf,
+  stateRow,
+  statusTable,
+} from './output.js';
 
 /**
  * Each command as a plan: checked in full when it is made (before connecting), then run
@@ -27,10 +36,23 @@ import { describeAuditEntry, describeFence, describeState } from './output.js';
 export type Out = (line: string) => void;
 export type Plan = (store: RedisStateStore, out: Out) => Promise<void>;
 
+/** `--json`: the whole answer as one JSON document, on one line. */
+function printJson(out: Out, document: unknown): void {
+  out(JSON.stringify(document));
+}
+
+/** A namespace's state as a row, with when the audit trail says it was set. */
+async function rowOf(store: RedisStateStore, ns: string): Promise<StateRow> {
+  const state = await store.get(ns);
+  const since = state === null ? null : sinceOf((await store.lastChanges([ns])).get(ns), state);
+  return stateRow(ns, state, since);
+}
+
 export function plan({ command, namespace, values }: Parsed, now: number): Plan {
   if (values['secret-file'] !== undefined && command !== 'token') {
     throw new UsageError(`--secret-file only goes with token, not ${command}`);
   }
+  const json = values.json === true;
   switch (command) {
     case 'enable': {
       const ns = checkedNamespace(namespace, command);
@@ -50,6 +72,12 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
           ...state,
           actor,
         });
+        if (json) {
+          const row = await rowOf(store, ns);
+          const fence = timeout === null ? undefined : await store.wait(ns, { timeout });
+          printJson(out, fence === undefined ? row : { ...row, fence });
+          return;
+        }
         out(describeState(ns, await store.get(ns)));
         if (timeout !== null) out(describeFence(await store.wait(ns, { timeout })));
       };
@@ -58,8 +86,11 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
       const ns = checkedNamespace(namespace, command);
       rejectOptions(values, command);
       const timeout = waitTimeout(values, true) ?? undefined;
-      return async (store, out) =>
-        out(describeFence(await store.wait(ns, timeout === undefined ? {} : { timeout })));
+      return async (store, out) => {
+        const result = await store.wait(ns, timeout === undefined ? {} : { timeout });
+        if (json) printJson(out, result);
+        else out(describeFence(result));
+      };
     }
     case 'disable': {
       const ns = checkedNamespace(namespace, command);
@@ -68,26 +99,56 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
       const { reason } = values;
       return async (store, out) => {
         await store.delete(ns, { actor, ...(reason !== undefined && { reason }) });
-        out(`${ns}: writable`);
+        if (json) printJson(out, stateRow(ns, null, null));
+        else out(`${ns}: writable`);
       };
     }
     case 'status': {
       rejectOptions(values, command);
       if (namespace !== undefined) {
         const ns = checkedNamespace(namespace, command);
-        return async (store, out) => out(describeState(ns, await store.get(ns)));
+        return async (store, out) => {
+          if (json) printJson(out, await rowOf(store, ns));
+          else out(describeState(ns, await store.get(ns)));
+        };
       }
       return async (store, out) => {
         const all = await store.list();
-        if (all.length === 0) out('no namespace has a state: everything is writable');
-        for (const { namespace: ns, state } of all) out(describeState(ns, state));
+        const latest =
+          all.length === 0 ? null : await store.lastChanges(all.map((a) => a.namespace));
+        const at = Date.now();
+        const rows = all.map(({ namespace: ns, state }) =>
+          stateRow(ns, state, sinceOf(latest?.get(ns), state), at),
+        );
+        if (json) printJson(out, { namespaces: rows });
+        else if (rows.length === 0) out('no namespace has a state: everything is writable');
+        else for (const line of statusTable(rows, at)) out(line);
       };
     }
     case 'list': {
       rejectOptions(values, command);
       if (namespace !== undefined) throw new UsageError('list takes no namespace');
       return async (store, out) => {
-        for (const { namespace: ns, state } of await store.list()) out(`${ns}\t${state.state}`);
+        const all = await store.list();
+        if (json) {
+          printJson(out, {
+            namespaces: all.map(({ namespace: ns, state }) => ({
+              namespace: ns,
+              state: state.state,
+            })),
+          });
+          return;
+        }
+        for (const { namespace: ns, state } of all) out(`${ns}\t${state.state}`);
+      };
+    }
+    case 'ps': {
+      rejectOptions(values, command);
+      if (namespace !== undefined) throw new UsageError('ps takes no namespace');
+      return async (store, out) => {
+        const processes = await store.processes();
+        if (json) printJson(out, { processes });
+        else for (const line of psTable(processes)) out(line);
       };
     }
     case 'log': {
@@ -96,13 +157,15 @@ export function plan({ command, namespace, values }: Parsed, now: number): Plan 
       const limit = logLimit(values);
       return async (store, out) => {
         const entries = await store.audit({ limit, ...(ns !== undefined && { namespace: ns }) });
-        if (entries.length === 0) out(ns === undefined ? 'no entries' : `no entries for ${ns}`);
-        for (const entry of entries) out(describeAuditEntry(entry));
+        if (json) printJson(out, { entries });
+        else if (entries.length === 0)
+          out(ns === undefined ? 'no entries' : `no entries for ${ns}`);
+        else for (const entry of entries) out(describeAuditEntry(entry));
       };
     }
     default:
       throw new UsageError(
-        `unknown command "${command}" (enable, wait, disable, status, list, log, token)`,
+        `unknown command "${command}" (enable, wait, disable, status, list, ps, log, token)`,
       );
   }
 }
@@ -117,7 +180,10 @@ function osUser(): string {
   }
 }
 
-/** `token <ns> --for <duration>`: the bypass token to print, made without Redis. */
+/**
+ * `token <ns> --for <duration>`: the line to print, made without Redis: the bypass token alone,
+ * or with `--json` `{ namespace, token, expiresAt }`.
+ */
 export function bypassToken(
   { namespace, values }: Parsed,
   now: number,
@@ -126,5 +192,7 @@ export function bypassToken(
   const ns = checkedNamespace(namespace, 'token');
   const ttl = tokenTtl(values);
   const secret = bypassSecret(values['secret-file'], env[SECRET_ENV]);
-  return mintBypassToken(new BypassKeys(secret), ns, ttl, now);
+  const token = mintBypassToken(new BypassKeys(secret), ns, ttl, now);
+  if (values.json !== true) return token;
+  return JSON.stringify({ namespace: ns, token, expiresAt: new Date(now + ttl).toISOString() });
 }

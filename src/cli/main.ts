@@ -41,6 +41,8 @@ export async function main(argv: string[], out = console.log): Promise<number> {
       redis,
       prefix: values.prefix ?? DEFAULT_PREFIX,
       subscribe: false,
+      // The CLI guards nothing: it must not show up in its own `ps`.
+      announce: false,
       timeout: CLI_TIMEOUT_MS,
       // The CLI reports in its own words (an unrecognised value in `status`, an error line).
       logger: false,

@@ -102,6 +102,11 @@ export class FenceMember {
     }
   }
 
+  /** Writes in flight per namespace (`*`: all of them), over every guard using the store. */
+  inflight(): Record<string, number> {
+    return this.#snapshot();
+  }
+
   #snapshot(): Record<string, number> {
     const total: Record<string, number> = {};
     for (const writes of this.#inflight) {

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { bypassKeys, verifyBypassToken } from '../../src/bypass/token.js';
 import { redisUrl } from '../../src/cli/args.js';
 import { describeState, main, parseDuration } from '../../src/cli/main.js';
+import { psTable } from '../../src/cli/output.js';
 import type { NamespaceState } from '../../src/state/values.js';
 import { BIN, ROOT } from '../helpers/dist.js';
 import {
@@ -14,6 +15,7 @@ import {
   type RedisServer,
   stallProxy,
   startRedis,
+  waitFor,
 } from '../helpers/redis.js';
 
 /**
@@ -319,7 +321,7 @@ describe('disable, status, list', () => {
     expect(await nsro(['status', 'acme'])).toMatchObject({ code: 0, stdout: 'acme: writable\n' });
   });
 
-  it('`status` without a namespace prints every state, sorted, whatever redis-cli typed', async () => {
+  it('`status` without a namespace prints a table of every state, sorted, whatever redis-cli typed', async () => {
     await redis.cli('SET', 'nsro:state:*', 'maintenance');
     await redis.cli('SET', 'nsro:state:beta', 'active');
     await redis.cli('SET', 'nsro:state:typo', 'maintenace');
@@ -328,12 +330,51 @@ describe('disable, status, list', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
       [
-        '*: maintenance',
-        'beta: active (writable)',
-        'typo: maintenance (unrecognised value "maintenace": treated as maintenance)',
+        'NAMESPACE  STATE         REASON  SINCE  UNTIL  REMAINING  STARTS',
+        '*          maintenance   -       -      -      -          -',
+        'beta       active        -       -      -      -          -',
+        'typo       unrecognised  -       -      -      -          -',
+        'typo: unrecognised value "maintenace": treated as maintenance',
         '',
       ].join('\n'),
     );
+  });
+
+  it('`status`: since comes from the audit trail, until/remaining from the state or the key TTL, starts from a window', async () => {
+    const at = new Date(Date.now() + 3_600_000);
+    expect((await nsro(['enable', 'acme', '--for', '30m', '--reason', 'migration'])).code).toBe(0);
+    expect((await nsro(['enable', 'delta', '--at', at.toISOString(), '--for', '1h'])).code).toBe(0);
+    // Set by the CLI, then changed with redis-cli: the trail does not say since when.
+    expect((await nsro(['enable', 'beta'])).code).toBe(0);
+    await redis.cli('SET', 'nsro:state:beta', 'frozen');
+    await redis.cli('SET', 'nsro:state:gamma', 'maintenance', 'EX', '90');
+    await redis.cli(
+      'SET',
+      'nsro:state:zeta',
+      '{"state":"maintenance","until":"2099-01-01T00:00:00Z"}',
+    );
+    const r = await nsro(['status']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toMatch(/^NAMESPACE +STATE +REASON +SINCE +UNTIL +REMAINING +STARTS$/);
+    const iso = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ';
+    expect(lines[1]).toMatch(
+      new RegExp(`^acme +maintenance +migration +${iso} +${iso} +(30m0s|29m[45]\\ds) +-$`),
+    );
+    expect(lines[2]).toMatch(/^beta +frozen +- +- +- +- +-$/);
+    expect(lines[3]).toMatch(
+      new RegExp(
+        `^delta +maintenance +- +${iso} +${iso} +(2h0m0s|1h59m[45]\\ds) +${iso} \\((in 1h0s|in 59m[45]\\ds)\\)$`,
+      ),
+    );
+    expect(lines[4]).toMatch(
+      new RegExp(`^gamma +maintenance +- +- +${iso} +(1m30s|1m[12]\\ds) +-$`),
+    );
+    expect(lines[5]).toMatch(/^zeta +maintenance +- +- +2099-01-01T00:00:00Z +~\d+h\d+m\d+s +-$/);
+    expect(lines.slice(6)).toEqual([
+      '~: the expected end (until) of a state without a key TTL: it does not end by itself',
+      '',
+    ]);
   });
 
   it('`status` with no state anywhere says everything is writable', async () => {
@@ -374,6 +415,313 @@ describe('disable, status, list', () => {
     // What is left is the audit trail of both changes, under the same prefix.
     expect(await redis.cli('KEYS', '*')).toBe('other:audit');
     expect(await redis.cli('XLEN', 'other:audit')).toBe('2');
+  });
+});
+
+/** The application of the operator-view tests: a plain guard on a `RedisStateStore`. */
+const APP = join(ROOT, 'test', 'e2e', 'fixtures', 'guarded-app.mjs');
+
+interface AppProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  readonly exited: Promise<void>;
+  /** Ends it the polite way (its store deletes its announcement), SIGKILL after 5 s. */
+  stop(): Promise<void>;
+}
+
+/** One application process (test/e2e/fixtures/guarded-app.mjs), ready and announced. */
+async function startApp(env: Record<string, string> = {}): Promise<AppProcess> {
+  const child = spawn(process.execPath, [APP], {
+    cwd: ROOT,
+    env: { ...process.env, REDIS_URL: redis.url, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (chunk: Buffer) => {
+    out = (out + chunk.toString('utf8')).slice(-8000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const ready = await waitFor(
+    () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`app exited during start-up:\n${out}`);
+      }
+      return /ready (\d+) (\d+)/.exec(out);
+    },
+    { timeout: 30_000, interval: 20, what: 'the app to be ready' },
+  ).catch((error: unknown) => {
+    child.kill('SIGKILL');
+    throw new Error(`${String(error)}\n${out}`);
+  });
+  return {
+    child,
+    port: Number(ready[1]),
+    pid: Number(ready[2]),
+    exited,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.stdin?.end();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+interface PsJson {
+  processes: {
+    id: string;
+    host: string;
+    pid: number;
+    mode: string;
+    cause: string | null;
+    knowledgeAge: number | null;
+    states: number | null;
+    inflight: Record<string, number> | null;
+    announcedAt: string;
+    announcedAgo: number | null;
+  }[];
+}
+
+async function psJson(): Promise<PsJson> {
+  const r = await nsro(['ps', '--json']);
+  if (r.code !== 0) throw new Error(`nsro ps --json exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as PsJson;
+}
+
+describe('the operator view: `status` and `ps` against two application processes', () => {
+  const apps: AppProcess[] = [];
+  const launch = async (count: number, env: Record<string, string> = {}) => {
+    const started = await Promise.all(Array.from({ length: count }, () => startApp(env)));
+    apps.push(...started);
+    return started;
+  };
+  afterEach(async () => {
+    await Promise.all(apps.splice(0).map((app) => app.stop()));
+  });
+
+  it('`ps` lists both (complete, their pids); a SIGKILLed one drops out once its announcement expires', async () => {
+    expect(await nsro(['ps'])).toMatchObject({
+      code: 0,
+      stdout:
+        'no live guarding process announces itself (a process appears once its store has started)\n',
+    });
+    const [a, b] = (await launch(2)) as [AppProcess, AppProcess];
+
+    const r = await nsro(['ps', '--json']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout.split('\n')).toHaveLength(2); // one document, one line
+    const { processes } = JSON.parse(r.stdout) as PsJson;
+    expect(processes.map((p) => p.pid).sort()).toEqual([a.pid, b.pid].sort());
+    for (const p of processes) {
+      expect(p).toMatchObject({
+        host: os.hostname(),
+        mode: 'complete',
+        cause: null,
+        states: 0,
+        inflight: null, // no fence: not tracked
+      });
+      expect(p.id).toMatch(new RegExp(`^${os.hostname()}:${p.pid}:[a-z0-9]+$`));
+      expect(p.knowledgeAge).toBeGreaterThanOrEqual(0);
+      expect(p.announcedAgo).toBeGreaterThanOrEqual(0);
+      expect(p.announcedAgo).toBeLessThan(3000);
+    }
+
+    const text = await nsro(['ps']);
+    expect(text.code).toBe(0);
+    const lines = text.stdout.split('\n');
+    expect(lines[0]).toMatch(/^PROCESS +MODE +CAUSE +KNOWLEDGE AGE +STATES +IN FLIGHT +ANNOUNCED$/);
+    for (const app of [a, b]) {
+      expect(text.stdout).toMatch(
+        new RegExp(
+          `^\\S+:${app.pid}:\\S+ +complete +- +\\d+\\.\\ds +0 +n/a \\(no fence\\) +\\d+\\.\\ds ago$`,
+          'm',
+        ),
+      );
+    }
+    expect(lines.slice(3)).toEqual([
+      'n/a (no fence): writes in flight are not tracked without fence: true',
+      '',
+    ]);
+
+    // A crash says no goodbye: the process is listed until its announcement expires (3 s after
+    // its last renewal), then no more.
+    const killedAt = Date.now();
+    a.child.kill('SIGKILL');
+    await a.exited;
+    await waitFor(
+      async () => {
+        const pids = (await psJson()).processes.map((p) => p.pid);
+        return pids.length === 1 && pids[0] === b.pid;
+      },
+      { timeout: 15_000, interval: 200, what: 'the killed process to drop out of `nsro ps`' },
+    );
+    console.log(`ps: a SIGKILLed process dropped out after ${Date.now() - killedAt} ms`);
+    // The survivor is still announced, renewed all along.
+    const [survivor] = (await psJson()).processes;
+    expect(survivor).toMatchObject({ pid: b.pid, mode: 'complete' });
+  }, 60_000);
+
+  it('`status` shows acme (maintenance, reason, until, remaining) and beta (frozen) as both apps enforce them; --json parses', async () => {
+    const [a, b] = (await launch(2)) as [AppProcess, AppProcess];
+    expect((await nsro(['enable', 'acme', '--for', '30m', '--reason', 'migration'])).code).toBe(0);
+    await redis.cli('SET', 'nsro:state:beta', 'frozen');
+    // Both processes obey: acme and beta refuse writes, gamma takes them.
+    for (const app of [a, b]) {
+      const post = (ns: string) =>
+        fetch(`http://127.0.0.1:${app.port}/${ns}/write`, { method: 'POST' }).then(
+          (res) => res.status,
+        );
+      await waitFor(async () => (await post('beta')) === 503, {
+        what: `beta refused by ${app.pid}`,
+      });
+      expect(await post('acme')).toBe(503);
+      expect(await post('gamma')).toBe(201);
+    }
+
+    const r = await nsro(['status']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const iso = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ';
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toMatch(/^NAMESPACE +STATE +REASON +SINCE +UNTIL +REMAINING +STARTS$/);
+    expect(lines[1]).toMatch(
+      new RegExp(`^acme +maintenance +migration +${iso} +${iso} +(30m0s|29m[0-5]\\ds) +-$`),
+    );
+    expect(lines[2]).toMatch(/^beta +frozen +- +- +- +- +-$/);
+    expect(lines.slice(3)).toEqual(['']);
+
+    const json = await nsro(['status', '--json']);
+    expect(json).toMatchObject({ code: 0, stderr: '' });
+    expect(json.stdout.split('\n')).toHaveLength(2);
+    const { namespaces } = JSON.parse(json.stdout) as {
+      namespaces: Record<string, string | number | null>[];
+    };
+    expect(namespaces.map((n) => n.namespace)).toEqual(['acme', 'beta']);
+    const [acme, beta] = namespaces;
+    expect(acme).toMatchObject({
+      namespace: 'acme',
+      state: 'maintenance',
+      reason: 'migration',
+      message: null,
+      unrecognized: null,
+      startsAt: null,
+    });
+    for (const field of ['since', 'until', 'expiresAt'] as const) {
+      expect(new Date(String(acme?.[field])).toISOString()).toBe(acme?.[field]);
+    }
+    expect(acme?.remainingMs).toBeGreaterThan(29 * 60_000);
+    expect(acme?.remainingMs).toBeLessThanOrEqual(30 * 60_000);
+    expect(beta).toEqual({
+      namespace: 'beta',
+      state: 'frozen',
+      unrecognized: null,
+      message: null,
+      reason: null,
+      since: null, // set with redis-cli: the audit trail does not know
+      until: null,
+      expiresAt: null,
+      remainingMs: null,
+      startsAt: null,
+    });
+
+    // Each process holds both states.
+    await waitFor(
+      async () => {
+        const { processes } = await psJson();
+        return processes.length === 2 && processes.every((p) => p.states === 2);
+      },
+      { what: 'both processes holding 2 states' },
+    );
+  }, 60_000);
+
+  it('with fence: true, `ps` shows the writes in flight per namespace', async () => {
+    const [app] = (await launch(1, { FENCE: '1' })) as [AppProcess];
+    const hold = await fetch(`http://127.0.0.1:${app.port}/-/hold/acme`);
+    expect(hold.status).toBe(202);
+    await waitFor(async () => (await psJson()).processes[0]?.inflight?.acme === 1, {
+      what: 'a write in flight to acme',
+    });
+    const text = await nsro(['ps']);
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `^\\S+:${app.pid}:\\S+ +complete +- +\\d+\\.\\ds +0 +1 \\(acme 1\\) +\\d+\\.\\ds ago$`,
+        'm',
+      ),
+    );
+    expect(text.stdout).not.toContain('n/a');
+    expect((await fetch(`http://127.0.0.1:${app.port}/-/release`)).status).toBe(200);
+    await waitFor(async () => (await psJson()).processes[0]?.inflight?.['*'] === 0, {
+      what: 'no write in flight',
+    });
+  }, 60_000);
+});
+
+describe('--json: one JSON document on stdout, for every command', () => {
+  it('enable, status <ns>, list, log, disable, wait, token', async () => {
+    const parse = async (args: string[], options?: Parameters<typeof nsro>[1]) => {
+      const r = await nsro([...args, '--json'], options);
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 0, stderr: '' });
+      expect(r.stdout.split('\n')).toHaveLength(2);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+    const enabled = await parse(['enable', 'acme', '--message', 'Moving', '--reason', 'why']);
+    expect(enabled).toMatchObject({
+      namespace: 'acme',
+      state: 'maintenance',
+      message: 'Moving',
+      reason: 'why',
+      until: null,
+      remainingMs: null,
+    });
+    expect(typeof enabled.since).toBe('string');
+    expect(await parse(['status', 'acme'])).toEqual(enabled);
+    expect(await parse(['status', 'beta'])).toMatchObject({ namespace: 'beta', state: null });
+    expect(await parse(['list'])).toEqual({
+      namespaces: [{ namespace: 'acme', state: 'maintenance' }],
+    });
+    const fenced = await parse(['enable', 'acme', '--wait', '--timeout', '5s']);
+    expect(fenced).toMatchObject({
+      namespace: 'acme',
+      state: 'maintenance',
+      fence: { namespace: 'acme', processes: [] },
+    });
+    expect(await parse(['wait', 'acme'])).toMatchObject({ namespace: 'acme', processes: [] });
+    expect(await parse(['disable', 'acme', '--reason', 'done'])).toMatchObject({
+      namespace: 'acme',
+      state: null,
+      since: null,
+    });
+    const { entries } = (await parse(['log', 'acme', '--limit', '2'])) as {
+      entries: Record<string, unknown>[];
+    };
+    expect(entries).toHaveLength(2);
+    expect(entries[0]).toMatchObject({ namespace: 'acme', to: null, reason: 'done' });
+    expect(await parse(['ps'])).toEqual({ processes: [] });
+    expect(await parse(['status'])).toEqual({ namespaces: [] });
+
+    const secret = 'x'.repeat(40);
+    const token = await parse(['token', 'acme', '--for', '30m'], {
+      redis: null,
+      env: { NSRO_BYPASS_SECRET: secret },
+    });
+    expect(token).toMatchObject({ namespace: 'acme' });
+    const grant = verifyBypassToken(String(token.token), bypassKeys(secret), Date.now());
+    expect(grant?.namespace).toBe('acme');
+    expect(Date.parse(String(token.expiresAt))).toBeGreaterThan(Date.now() + 29 * 60_000);
+  });
+
+  it('errors stay one line on stderr, with the usual exit codes', async () => {
+    const usage = await nsro(['ps', 'acme', '--json']);
+    expect(usage).toMatchObject({ code: 2, stdout: '' });
+    expect(usage.stderr).toMatch(ONE_LINE);
+    expect(usage.stderr).toContain('ps takes no namespace');
+    const port = await freePort();
+    const down = await nsro(['status', '--json'], { redis: `redis://127.0.0.1:${port}` });
+    expect(down).toMatchObject({ code: 1, stdout: '' });
+    expect(down.stderr).toMatch(ONE_LINE);
   });
 });
 
@@ -590,8 +938,8 @@ describe('Redis unreachable', () => {
     const port = await freePort();
     const url = `redis://operator:s3cret@127.0.0.1:${port}`;
     const runs = await Promise.all(
-      [['enable', 'acme', '--for', '5m'], ['disable', 'acme'], ['status'], ['list']].map((args) =>
-        nsro(args, { redis: url }),
+      [['enable', 'acme', '--for', '5m'], ['disable', 'acme'], ['status'], ['list'], ['ps']].map(
+        (args) => nsro(args, { redis: url }),
       ),
     );
     for (const r of runs) {
@@ -942,5 +1290,66 @@ describe('describeState', () => {
     expect(describeState('*', { state: 'maintenance', message: 'Upgrading' }, now)).toBe(
       '*: maintenance "Upgrading"',
     );
+  });
+});
+
+describe('psTable', () => {
+  const base = {
+    host: 'web-1',
+    startedAt: '2026-01-01T00:00:00.000Z',
+    announcedAt: '2026-01-01T00:00:10.000Z',
+    ttl: 3000,
+  };
+
+  it('one row per process: mode, cause, ages, states, writes in flight; a note for n/a', () => {
+    expect(
+      psTable([
+        {
+          ...base,
+          id: 'web-1:10:a',
+          pid: 10,
+          mode: 'complete',
+          cause: null,
+          knowledgeAge: 420,
+          states: 3,
+          inflight: { acme: 2, beta: 1, '*': 4 },
+          announcedAgo: 310,
+        },
+        {
+          ...base,
+          id: 'web-1:11:b',
+          pid: 11,
+          mode: 'degraded',
+          cause: 'push-silent',
+          knowledgeAge: 75_000,
+          states: null,
+          inflight: null,
+          announcedAgo: null,
+        },
+        {
+          ...base,
+          id: 'web-1:12:c',
+          pid: 12,
+          mode: 'degraded',
+          cause: 'not-configured',
+          knowledgeAge: null,
+          states: null,
+          inflight: { '*': 0 },
+          announcedAgo: 12_000,
+        },
+      ]),
+    ).toEqual([
+      'PROCESS     MODE      CAUSE           KNOWLEDGE AGE  STATES  IN FLIGHT           ANNOUNCED',
+      'web-1:10:a  complete  -               0.4s           3       4 (acme 2, beta 1)  0.3s ago',
+      'web-1:11:b  degraded  push-silent     1m15s          -       n/a (no fence)      -',
+      'web-1:12:c  degraded  not-configured  -              -       0                   12s ago',
+      'n/a (no fence): writes in flight are not tracked without fence: true',
+    ]);
+  });
+
+  it('says so when no process announces itself', () => {
+    expect(psTable([])).toEqual([
+      'no live guarding process announces itself (a process appears once its store has started)',
+    ]);
   });
 });

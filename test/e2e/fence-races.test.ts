@@ -611,12 +611,13 @@ describe('migration fence races', () => {
         return typeof value === 'function' ? value.bind(target) : value;
       },
     });
-    // 'off': no canary timer, so the only timers are the fence's.
+    // 'off': no canary timer, and no announcement (`nsro ps`), so the only timers are the fence's.
     const store = new RedisStateStore({
       redis,
       heartbeatTtl: 1000,
       timeout: 10_000,
       keyspaceEvents: 'off',
+      announce: false,
     });
     const guard = namespaceReadOnly({ store, fence: true });
     cleanups.push(() => store.close());

@@ -247,6 +247,31 @@ describe('the audit stream', () => {
       await close();
     }
   });
+
+  it('lastChanges: the newest entry of each namespace, in one pass that stops once all are found', async () => {
+    const prefix = freshPrefix();
+    const { client, store, close } = await processOn({ prefix, subscribe: false, announce: false });
+    try {
+      await store.enable('acme', { reason: 'first' });
+      await store.enable('beta', { reason: 'old' });
+      // Enough newer entries of another namespace to take more than one page (1,000).
+      for (let i = 0; i < 1100; i += 100) {
+        const multi = client.multi();
+        for (let j = 0; j < 100; j++) {
+          multi.xadd(`${prefix}audit`, '*', 'namespace', 'noise', 'from', '', 'to', 'maintenance');
+        }
+        await multi.exec();
+      }
+      await store.enable('acme', { reason: 'second' });
+      const latest = await store.lastChanges(['Acme/Team', 'beta', 'gamma', 'acme']);
+      expect([...latest.keys()].sort()).toEqual(['acme', 'beta']);
+      expect(latest.get('acme')?.reason).toBe('second');
+      expect(latest.get('beta')?.reason).toBe('old');
+      expect((await store.lastChanges([])).size).toBe(0);
+    } finally {
+      await close();
+    }
+  });
 });
 
 describe('onStateChange', () => {

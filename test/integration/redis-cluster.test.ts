@@ -70,13 +70,19 @@ describe('RedisStateStore on a Redis Cluster', () => {
     for (const name of names) await store.set(name, 'maintenance');
     await store.set('golf', { state: 'maintenance', message: 'Moving' }, { ttl: 60_000 });
 
+    // This process announces itself (`nsro ps`) from its first tick, a second after it starts.
+    await waitFor(async () => (await store.processes()).length === 1, { what: 'the announcement' });
+    expect(await store.processes()).toMatchObject([
+      { pid: process.pid, mode: 'degraded', cause: 'not-configured', states: null },
+    ]);
     // The keys really are spread over several nodes, so list() had to scan each master.
     const perNode = await Promise.all(
       cluster.nodes.map(async (n) => Number(await n.cli('dbsize'))),
     );
     expect(perNode.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
-    // Every state key, and the audit stream (in a slot of its own).
-    expect(perNode.reduce((a, b) => a + b, 0)).toBe(names.length + 1 + 1);
+    // Every state key, the audit stream (in a slot of its own), and this process's announcement
+    // for `nsro ps` with the set of announcing ids.
+    expect(perNode.reduce((a, b) => a + b, 0)).toBe(names.length + 1 + 1 + 2);
 
     expect(await cluster.cli('get', 'nsro:state:alpha')).toBe('maintenance');
     expect(await store.get('Alpha/Team')).toEqual({ state: 'maintenance' });

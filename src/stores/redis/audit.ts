@@ -192,6 +192,38 @@ export async function readAudit(
   return found;
 }
 
+/**
+ * The newest entry of each of `names` (normalised namespaces): one pass over the stream, newest
+ * first, that stops once every name is found; a name without an entry is absent from the map.
+ */
+export async function readLatest(
+  redis: RedisClient,
+  keys: RedisKeys,
+  names: readonly string[],
+): Promise<Map<string, AuditEntry>> {
+  const wanted = new Set(names);
+  const found = new Map<string, AuditEntry>();
+  let end: string | null = '+';
+  while (end !== null && found.size < wanted.size) {
+    const batch: [id: string, fields: string[]][] = await redis.xrevrange(
+      keys.audit,
+      end,
+      '-',
+      'COUNT',
+      FILTER_PAGE,
+    );
+    for (const [id, fields] of batch) {
+      const entry = toEntry(id, fields);
+      if (wanted.has(entry.namespace) && !found.has(entry.namespace)) {
+        found.set(entry.namespace, entry);
+      }
+    }
+    const last = batch[batch.length - 1];
+    end = batch.length < FILTER_PAGE || last === undefined ? null : before(last[0]);
+  }
+  return found;
+}
+
 function toEntry(id: string, fields: string[]): AuditEntry {
   const f = new Map<string, string>();
   for (let i = 0; i + 1 < fields.length; i += 2) f.set(String(fields[i]), String(fields[i + 1]));

@@ -13,6 +13,10 @@
  *   <prefix>fence:<ns>   hash: the wait's epoch counter and each process's acknowledgement
  *   <prefix>procs        sorted set: every registered process's id, scored with its lease's end
  *   <prefix>proc:<id>    a registered process's details (JSON), kept alive by its heartbeat TTL
+ *   <prefix>ps           sorted set: every guarding process's id (`nsro ps`), scored with the end
+ *                        of its announcement by its own clock (only to drop long-dead ids)
+ *   <prefix>ps:<id>      a guarding process's announcement (JSON: mode, knowledge age, states,
+ *                        writes in flight), renewed every canary tick, expiring by its own TTL
  */
 
 export const DEFAULT_PREFIX = 'nsro:';
@@ -32,6 +36,8 @@ export class RedisKeys {
   readonly index: string;
   /** The stream of changes made through a store or the CLI (capped). */
   readonly audit: string;
+  /** The ids of the processes that announce themselves (sorted set), for `nsro ps`. */
+  readonly announcements: string;
 
   constructor(prefix: string = DEFAULT_PREFIX) {
     this.prefix = prefix;
@@ -42,6 +48,7 @@ export class RedisKeys {
     this.processes = `${prefix}procs`;
     this.index = `${prefix}index`;
     this.audit = `${prefix}audit`;
+    this.announcements = `${prefix}ps`;
   }
 
   /** The key of a normalised namespace (`acme`, `*`). */
@@ -60,6 +67,11 @@ export class RedisKeys {
 
   process(id: string): string {
     return `${this.prefix}proc:${id}`;
+  }
+
+  /** A guarding process's announcement (`nsro ps`). */
+  announcement(id: string): string {
+    return `${this.prefix}ps:${id}`;
   }
 
   /** The prefix every state key starts with. */

@@ -58,6 +58,12 @@ export interface RedisStateStoreOptions {
    */
   readonly auditMax?: number;
   /**
+   * Announce this process under `<prefix>ps:<id>` once the store has started, so that `nsro ps`
+   * lists it (mode, knowledge age, states, writes in flight). Default `true`; `false` for a store
+   * that does not guard (the CLI's, a script's).
+   */
+  readonly announce?: boolean;
+  /**
    * A pino-compatible logger for the store's own events (unrecognised values, the degraded
    * mode, failed reads). Default: a pino logger at `warn` on stderr. `false` silences the store.
    * Its throws are swallowed.
@@ -78,6 +84,7 @@ export interface RedisStoreConfig {
   readonly keyspaceEvents: 'auto' | 'enable' | 'off';
   readonly heartbeatTtl: number;
   readonly auditMax: number;
+  readonly announce: boolean;
   readonly logger: Logger;
 }
 
@@ -95,6 +102,7 @@ const OPTION_NAMES: Record<keyof RedisStateStoreOptions, true> = {
   keyspaceEvents: true,
   heartbeatTtl: true,
   auditMax: true,
+  announce: true,
   logger: true,
 };
 
@@ -115,6 +123,7 @@ export function resolveRedisOptions(options: unknown): RedisStoreConfig {
     keyspaceEvents: oneOf(o.keyspaceEvents, 'keyspaceEvents', ['enable', 'auto', 'off'], OWNER),
     heartbeatTtl: wholeNumber(o.heartbeatTtl, 'heartbeatTtl', 5000, 100, OWNER),
     auditMax: wholeNumber(o.auditMax, 'auditMax', 10_000, 0, OWNER),
+    announce: booleanOption(o.announce, 'announce', true),
     logger: loggerOption(o.logger, OWNER),
   };
 }

@@ -21,7 +21,8 @@ import type {
   StoreObservation,
   WriterRegistration,
 } from '../store.js';
-import { type AuditEntry, type AuditOptions, readAudit, writeChange } from './audit.js';
+import { Announcer, type LiveProcess, readAnnouncements } from './announce.js';
+import { type AuditEntry, type AuditOptions, readAudit, readLatest, writeChange } from './audit.js';
 import { StateCache } from './cache.js';
 import { isCluster, type RedisClient, scanAll } from './client.js';
 import { CountingLimiter } from './failures.js';
@@ -107,6 +108,12 @@ export class RedisStateStore implements StateStore {
   readonly #known: KnownStates;
   /** Who makes a change when the caller does not say. */
   readonly #actor = `store@${hostname()}:${process.pid}`;
+  /** This store's id: its canary's and its announcement's (`nsro ps`). */
+  readonly #id = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`;
+  readonly #host = hostname();
+  readonly #startedAt = new Date().toISOString();
+  /** `null` when the store does not announce itself (`announce: false`, as the CLI's). */
+  readonly #announcer: Announcer | null;
 
   constructor(options: RedisStateStoreOptions) {
     const config = resolveRedisOptions(options);
@@ -131,6 +138,18 @@ export class RedisStateStore implements StateStore {
         if (this.#sync.mode !== 'complete') this.#known.learned(key, state, via, knownBefore);
       },
     });
+    this.#announcer = config.announce
+      ? new Announcer(
+          this.redis,
+          this.#keys,
+          this.#id,
+          config.canaryInterval,
+          Math.max(config.timeout, 1000),
+          this.#errors,
+          () => this.#announcement(),
+        )
+      : null;
+    const announcer = this.#announcer;
     this.#sync = new Sync(
       this.redis,
       this.#keys,
@@ -140,7 +159,7 @@ export class RedisStateStore implements StateStore {
         canaryInterval: config.canaryInterval,
         resyncInterval: config.resyncInterval,
         timeout: config.timeout,
-        id: `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 10)}`,
+        id: this.#id,
       },
       this.#logger,
       this.#errors,
@@ -154,6 +173,7 @@ export class RedisStateStore implements StateStore {
           this.#known.loaded(
             [...this.#replica.keys()].map((key) => [key, this.#replica.get(key)] as const),
           ),
+        ...(announcer !== null && { tick: () => announcer.announce() }),
       },
     );
     this.#replica = this.#sync.replica;
@@ -385,6 +405,39 @@ export class RedisStateStore implements StateStore {
     });
   }
 
+  /**
+   * The newest audit entry of each namespace in `namespaces` (any spelling), in one pass over the
+   * stream that stops once each is found; a namespace without one is absent from the map.
+   */
+  lastChanges(namespaces: readonly string[]): Promise<Map<string, AuditEntry>> {
+    return readLatest(this.redis, this.#keys, [...new Set(namespaces.map(namespaceKey))]);
+  }
+
+  /**
+   * Every live process that announces itself under this prefix (`nsro ps`): each store that
+   * guards, fence or not, once started. Sorted by id; costs what the live processes cost, not
+   * what the keyspace holds.
+   */
+  processes(): Promise<LiveProcess[]> {
+    return readAnnouncements(this.redis, this.#keys);
+  }
+
+  /** What this process announces: read at each announcement, so nothing is measured per request. */
+  #announcement() {
+    const status = this.status();
+    return {
+      id: this.#id,
+      host: this.#host,
+      pid: process.pid,
+      startedAt: this.#startedAt,
+      mode: status.mode,
+      cause: status.cause,
+      knowledgeAge: status.knowledgeAge,
+      states: status.mode === 'complete' ? status.states : null,
+      inflight: this.#member?.inflight() ?? null,
+    };
+  }
+
   /** Resolves once the first sync has ended (complete or degraded). For tests and probes. */
   async ready(): Promise<RedisStateStoreStatus> {
     this.#start();
@@ -422,21 +475,34 @@ export class RedisStateStore implements StateStore {
   }
 
   /**
-   * Stops the heartbeat, the canary and the subscriber connection; the client you passed in
-   * stays open. Guards using this store stop being able to read it: close them first.
+   * Stops the heartbeat, the canary, the announcement (deleted) and the subscriber connection;
+   * the client you passed in stays open. Guards using this store stop being able to read it:
+   * close them first.
    */
   async close(): Promise<void> {
+    // Stops announcing at once; the announcement is deleted once any under way has landed.
+    const unannounced = this.#announcer?.stop();
     const member = this.#member;
     this.#member = null;
     await member?.stop();
     this.#sync.close();
     this.#cache.clear();
+    await unannounced;
   }
 
   #start(): void {
     if (this.#started) return;
     this.#started = true;
     this.#sync.start();
+    const announcer = this.#announcer;
+    // Announced once the first sync has ended (its mode is then known), then on every tick. Not
+    // at once on a Cluster: a command sent to a node whose connection is still opening is
+    // refused and retried 100 ms later by ioredis (without an offline queue), so announcing
+    // while the first requests open their connections could cost one of their reads its budget.
+    // The first tick (a second later) announces it there.
+    if (announcer !== null && !isCluster(this.redis)) {
+      void this.#sync.firstSync.then(() => announcer.announce(true));
+    }
   }
 
   /** The last complete knowledge is recent enough to answer while Redis fails. */

@@ -53,6 +53,11 @@ export interface SyncEvents {
   state?(namespace: string, state: NamespaceState | null, via: 'push' | 'read'): void;
   /** Every state was just loaded into the replica, which is now complete. */
   loaded?(): void;
+  /**
+   * Every `canaryInterval` while the sync runs, whatever the mode (at least every second
+   * without a canary, in the `not-configured` mode): the process announces itself (`nsro ps`).
+   */
+  tick?(): void;
 }
 
 /**
@@ -178,6 +183,16 @@ export class Sync {
     if (!complete) {
       // Decided per key from the start; the first sync is the subscriber listening, if any.
       this.#setMode('degraded', 'not-configured', !subscribe);
+      // No canary to tick with: the announcement gets a modest timer of its own.
+      if (this.events.tick !== undefined) {
+        this.#timer = setInterval(
+          () => {
+            if (!this.#closed) this.events.tick?.();
+          },
+          Math.max(1000, canaryInterval),
+        );
+        this.#timer.unref();
+      }
       return;
     }
     this.#timer = setInterval(() => this.#tick(), canaryInterval);
@@ -268,7 +283,10 @@ export class Sync {
   }
 
   #tick(): void {
-    if (!this.#listening || this.#closed) return;
+    if (this.#closed) return;
+    // Announced whatever the mode: a process whose push path is down is what `nsro ps` is for.
+    this.events.tick?.();
+    if (!this.#listening) return;
     const now = Date.now();
     if (this.#canarySentAt !== null) {
       // Sent at the previous tick (or between two) and still not seen: loopback answers in
