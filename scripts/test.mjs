@@ -7,7 +7,16 @@
 // Plain Node ESM with builtins only: it runs before `npm ci`. Never reads stdin (CI=true is fine).
 
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -124,6 +133,33 @@ if (onPath('redis-server')) {
       'Install it first (Debian: sudo apt-get install -y redis-server), then run npm test again.',
   );
   finish(1);
+}
+
+// b2. promtool, for the Prometheus alerting rules' own checks (examples/prometheus): taken out of
+// Debian's prometheus package into node_modules/.cache, never installed system-wide (the package
+// would start a Prometheus server). The vitest check finds it there.
+const PROMTOOL_DIR = resolve('node_modules', '.cache', 'promtool');
+const PROMTOOL = join(PROMTOOL_DIR, 'usr', 'bin', 'promtool');
+if (onPath('promtool') || existsSync(PROMTOOL)) {
+  header('promtool: found');
+} else {
+  header("promtool: taking it out of Debian's prometheus package");
+  const download = () =>
+    spawnSync('apt-get', ['download', 'prometheus'], { cwd: PROMTOOL_DIR, stdio: 'inherit' })
+      .status;
+  mkdirSync(PROMTOOL_DIR, { recursive: true });
+  if (download() !== 0 && process.getuid?.() === 0) {
+    sh('apt-get', ['update'], { DEBIAN_FRONTEND: 'noninteractive' });
+    download();
+  }
+  const deb = readdirSync(PROMTOOL_DIR).find((f) => f.endsWith('.deb'));
+  if (deb === undefined || sh('dpkg-deb', ['-x', join(PROMTOOL_DIR, deb), PROMTOOL_DIR]) !== 0) {
+    console.error(
+      "promtool: could not get Debian's prometheus package (apt-get download prometheus)",
+    );
+    finish(1);
+  }
+  rmSync(join(PROMTOOL_DIR, deb), { force: true });
 }
 
 // c. Static checks and the build.

@@ -11,7 +11,7 @@ import { parseYaml, type Yaml } from '../helpers/yaml.js';
 /**
  * The observability recipes: the Prometheus alerting rules and the Grafana dashboard refer only
  * to metrics the guard exports, and no alert fires on the refusals a maintenance is for.
- * Checked with `promtool` as well where it is installed (Debian: the `prometheus` package).
+ * Checked with `promtool` as well (`npm test` takes it out of Debian's `prometheus` package).
  */
 
 const ALERTS = join(ROOT, 'examples', 'prometheus', 'alerts.yml');
@@ -40,8 +40,13 @@ beforeAll(async () => {
 /** The `nsro_*` metric names an expression refers to. */
 const metricsIn = (expr: string) => [...new Set(expr.match(/\bnsro_[a-z_]+\b/g) ?? [])];
 
+/** On PATH, or where `npm test` (scripts/test.mjs) puts it: out of Debian's prometheus package. */
 const promtool = (() => {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+  const dirs = [
+    ...(process.env.PATH ?? '').split(delimiter),
+    join(process.cwd(), 'node_modules', '.cache', 'promtool', 'usr', 'bin'),
+  ];
+  for (const dir of dirs) {
     try {
       accessSync(join(dir, 'promtool'), constants.X_OK);
       return join(dir, 'promtool');
@@ -128,7 +133,12 @@ describe('examples/prometheus/alerts.yml', () => {
     ]);
   });
 
-  it.skipIf(promtool === null)('promtool: the rules check, and their unit tests pass', async () => {
+  it('promtool: the rules check, and their unit tests pass', async () => {
+    if (promtool === null) {
+      throw new Error(
+        "promtool is missing: run npm test (scripts/test.mjs takes it out of Debian's prometheus package) or install it",
+      );
+    }
     const run = promisify(execFile);
     await run(promtool as string, ['check', 'rules', ALERTS]);
     await run(promtool as string, ['test', 'rules', ALERT_TESTS], { cwd: join(ALERTS, '..') });
