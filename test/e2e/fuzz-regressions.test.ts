@@ -194,6 +194,30 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
     await expectServed(flavor, 'POST', '/open/my.proj/-/blob/main/a.b/..x/x..');
   });
 
+  it('push discovery is a write: the allowlist rule for git fetch discovery (GET info/refs) must not let `service=git-receive-pack` through', async () => {
+    // The rule that lets `git fetch` discover refs through a frozen namespace matches the push
+    // discovery too (same route, another query), and the verdict asks the allowlist for every
+    // write it would refuse: `git push` starts against a namespace in maintenance.
+    await expectRefused(flavor, 'GET', '/acme/web.git/info/refs?service=git-receive-pack');
+    await expectRefused(flavor, 'GET', '/acme/sub/web.git/info/refs?service=git-receive-pack');
+    for (const deployment of ['front', 'inside'] as const) {
+      await expectRefused(
+        flavor,
+        'GET',
+        '/gitlab/acme/web.git/info/refs?service=git-receive-pack',
+        [],
+        deployment,
+      );
+    }
+    // The fetch discovery still passes.
+    const fetch = await expectServed(
+      flavor,
+      'GET',
+      '/acme/web.git/info/refs?service=git-upload-pack',
+    );
+    expect(fetch.write).toBe(false);
+  });
+
   it('dot segments under a mount: /gitlab/.. and %2e forms around the relative URL root', async () => {
     for (const deployment of ['front', 'inside'] as const) {
       await expectRefused(flavor, 'POST', '/gitlab/open/%2e%2e/acme/web', [], deployment);
