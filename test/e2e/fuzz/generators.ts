@@ -793,8 +793,10 @@ const READ_SHAPES = [
   'read-api-path',
   'fetch-discovery',
   'refs',
+  'instance-read',
 ] as const;
 type Shape = (typeof WRITE_SHAPES)[number] | (typeof READ_SHAPES)[number];
+const INSTANCE_PAGES = [['users', 'sign_in'], ['help'], ['api', 'v4', 'projects']];
 /** Shapes GitLab lets through whatever the state (git fetch and its discovery, LFS batch, compare). */
 const ALLOWLISTED: ReadonlySet<Shape> = new Set<Shape>([
   'git-fetch',
@@ -945,9 +947,15 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
         segments = ['api', 'v4', 'projects', `${ns}%2F${p}`];
         method = read;
         break;
+      // Pages of no namespace: no namespace's state refuses them.
+      case 'instance-read':
+        segments = INSTANCE_PAGES[pick] as string[];
+        method = read;
+        break;
     }
     if (trailing && shape !== 'push-discovery') segments.push('');
-    const bypass = withTarget(rest.bypass, root);
+    const target = shape === 'instance-read' ? '*' : root;
+    const bypass = withTarget(rest.bypass, target);
     const isWrite = !(READ_SHAPES as readonly string[]).includes(shape);
     return {
       deployment: dep,
@@ -965,7 +973,7 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
       bypass,
       expect: cleanPlacements(bypass)
         ? expectedOutcome(
-            root,
+            target,
             isWrite,
             ALLOWLISTED.has(shape),
             rest.instance,
