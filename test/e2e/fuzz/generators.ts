@@ -21,6 +21,7 @@ import {
   MAINTENANCE,
   MOUNT,
   REPORT,
+  SCHEDULED,
   stateOf,
   WRITABLE,
 } from './world.js';
@@ -100,6 +101,7 @@ const NAMES = [
   ...WRITABLE,
   ...FROZEN,
   ...REPORT,
+  ...Object.keys(SCHEDULED),
   'ICE',
   'Dry',
   'Acme',
@@ -138,6 +140,7 @@ const WORDS = [
   'projects',
   'groups',
   'x.txt',
+  'export',
 ];
 
 const DOTS = [
@@ -359,6 +362,7 @@ const dashTail = fc.constantFrom(
   ['issues'],
   ['new', 'main', 'app'],
   ['compare'],
+  ['export'],
   ['merge_requests', '1'],
   ['settings', 'repository'],
   ['new', 'main', 'app', 'info', 'lfs', 'objects', 'batch'],
@@ -751,7 +755,7 @@ export const adversarialRequest: fc.Arbitrary<RequestSpec> = fc
 /** Namespaces of every state, as clients legitimately spell them. */
 const spelled = fc
   .tuple(
-    fc.constantFrom(...WRITABLE, ...REPORT, ...MAINTENANCE, ...FROZEN),
+    fc.constantFrom(...WRITABLE, ...REPORT, ...MAINTENANCE, ...FROZEN, ...Object.keys(SCHEDULED)),
     fc.constantFrom('lower', 'upper', 'title'),
   )
   .map(([ns, style]) =>
@@ -782,6 +786,7 @@ const WRITE_SHAPES = [
   'lfs-locks',
   'push-discovery',
   'override',
+  'export',
   'git-fetch',
   'lfs-batch',
   'compare',
@@ -901,6 +906,11 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
         segments = [ns, p];
         method = 'GET';
         headers = [['X-HTTP-Method-Override', 'PUT']];
+        break;
+      // A read that writes, as the guard's `writeRoutes` says (Express routes HEAD to it too).
+      case 'export':
+        segments = [ns, p, '-', 'export'];
+        method = pick === 0 ? 'HEAD' : 'GET';
         break;
       // Allowlisted routes pass whatever the state, as git and browsers send them.
       case 'git-fetch':

@@ -21,10 +21,10 @@ import { refusalStatus, stateOf } from './world.js';
  *   refusals   a refusal names what refused it: a namespace in maintenance or frozen, `*` while
  *              the instance is in maintenance, or `?` (a target the guard cannot tell); never a
  *              reporting or writable namespace, and no handler runs. A plain read (GET, HEAD,
- *              OPTIONS, TRACE, no override, no query) is refused only by a frozen namespace:
- *              never for `?`, `*` or a namespace in maintenance. Whatever refused because of a
- *              frozen namespace must not be sent by the router (asked of the same app without
- *              the guard) to another namespace.
+ *              OPTIONS, TRACE, no override, no query, no route `writeRoutes` names) is refused
+ *              only by a frozen namespace: never for `?`, `*` or a namespace in maintenance.
+ *              Whatever is refused because of a frozen namespace must not be sent by the router
+ *              (asked of the same app without the guard) to another namespace.
  *   signal     an admitted response that names a namespace's state names the state it has, and,
  *              when the handler acts on namespaces, one of them.
  *   outcomes   a well-formed request has the outcome the states and its token decide
@@ -32,8 +32,9 @@ import { refusalStatus, stateOf } from './world.js';
  *              frozen ones, allowlisted requests and writes with the right token reach their
  *              handlers; the rest are refused, naming the namespace (or `*`) that refused them.
  * "Write" is judged from the victim's side: a non-read method, a method override naming a write
- * (as the victim's own override middleware reads it), or a push discovery. A request Node
- * refuses (400) runs no handler, which satisfies the properties.
+ * (as the victim's own override middleware reads it), a push discovery, or the export route (a
+ * GET that writes, which Express also runs for HEAD). A request Node refuses (400) runs no
+ * handler, which satisfies the properties.
  */
 
 const TIMEOUT_MS = 10_000;
@@ -48,13 +49,30 @@ export function refusalOf(response: RawResponse): string | null {
   return key ?? null;
 }
 
-/** A read no layer can take for a write: a read method, no override header, no query at all. */
+/**
+ * A read no layer can take for a write: a read method, no override header, no query at all, and
+ * nothing in its path that could name a route `writeRoutes` lists (`export`, in any spelling).
+ */
 export function plainRead(spec: RequestSpec): boolean {
+  const target = renderTarget(spec);
   return (
     READ_METHODS.has(spec.method) &&
     spec.headers.every(([name]) => !OVERRIDE_HEADERS.has(name.trim().toLowerCase())) &&
-    !renderTarget(spec).includes('?')
+    !target.includes('?') &&
+    !/export/i.test(decodeFully(target))
   );
+}
+
+function decodeFully(text: string): string {
+  let current = text;
+  for (let i = 0; i < 4; i++) {
+    const next = current.replace(/%([0-9a-f]{2})/gi, (_, hex: string) =>
+      String.fromCharCode(Number.parseInt(hex, 16)),
+    );
+    if (next === current) break;
+    current = next;
+  }
+  return current.normalize('NFKC');
 }
 
 /** Whether `key`'s state refuses writes in this request's world. */

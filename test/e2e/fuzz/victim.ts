@@ -22,7 +22,9 @@ import {
   REASONS,
   REPORT,
   RESERVED,
+  SCHEDULED,
   STATUS_FOR,
+  WRITE_ROUTES,
 } from './world.js';
 
 /**
@@ -141,6 +143,8 @@ interface RouteDef {
   /** GitLab's grammar: a `-` segment ends the namespace path, so such a route does not match. */
   readonly repoIn?: (p: Params) => readonly string[];
   readonly pushDiscovery?: boolean;
+  /** A read that writes (an export that enqueues a job): the guard's `writeRoutes` names it. */
+  readonly writes?: boolean;
 }
 
 function params(req: Req, flavor: Flavor): Params {
@@ -260,6 +264,15 @@ function routes(): RouteDef[] {
       namespacePaths: (p) => [w(p, 0)],
       repoIn: (p) => w(p, 0),
       allowlisted: true,
+    },
+    // `GET /:ns/:project/-/export` starts an export: a read that writes (`writeRoutes`). Express
+    // runs it for HEAD too.
+    {
+      name: 'export',
+      method: 'get',
+      paths: { e5: ['/*w0/-/export'], e4: ['/*/-/export'] },
+      namespacePaths: (p) => [w(p, 0)],
+      writes: true,
     },
     // Every other `/-/` route of a group or project: issues, new files, settings... all writes.
     {
@@ -468,7 +481,10 @@ function handler(def: RouteDef, flavor: Flavor, recorder: Recorder): Handler {
     if (def.repoIn?.(p).some((segment) => segment.split('/').includes('-'))) return next();
     const paths = def.namespacePaths(p);
     const method = req[ORIGINAL_METHOD] ?? req.method ?? '';
-    const write = req[WRITE] === true || (def.pushDiscovery === true && pushDiscovery(req));
+    const write =
+      req[WRITE] === true ||
+      def.writes === true ||
+      (def.pushDiscovery === true && pushDiscovery(req));
     const handled: Handled = {
       route: def.name,
       method,
@@ -563,6 +579,9 @@ async function worldStore(instance: InstanceState): Promise<MemoryStateStore> {
   for (const ns of MAINTENANCE) await set(ns, 'maintenance');
   for (const ns of FROZEN) await set(ns, 'frozen');
   for (const ns of REPORT) await set(ns, 'report');
+  for (const [ns, { state, startsAt }] of Object.entries(SCHEDULED)) {
+    await store.set(ns, { state, startsAt });
+  }
   if (instance !== 'none') await store.set('*', instance);
   return store;
 }
@@ -590,6 +609,7 @@ export async function startVictims(
             bypass: { secret: [...BYPASS_SECRETS] },
             signal: true,
             statusFor: { ...STATUS_FOR },
+            writeRoutes: [...WRITE_ROUTES],
           };
     for (const flavor of flavors) {
       for (const deployment of DEPLOYMENTS) {

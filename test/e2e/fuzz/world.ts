@@ -19,13 +19,29 @@ export const REPORT: readonly string[] = ['dry', 'sky'];
 
 export type NamespaceStateName = 'maintenance' | 'frozen' | 'report';
 
-/** The state of a root namespace in this world, `null` for none (writable). */
+/**
+ * Scheduled windows: `soon` goes into maintenance a year from now (writable until then), `began`
+ * was frozen from an hour ago (frozen now).
+ */
+export const SCHEDULED: Readonly<
+  Record<string, { readonly state: NamespaceStateName; readonly startsAt: Date }>
+> = {
+  soon: { state: 'maintenance', startsAt: new Date(Date.now() + 365 * 24 * 3_600_000) },
+  began: { state: 'frozen', startsAt: new Date(Date.now() - 3_600_000) },
+};
+
+/** The state in force for a root namespace in this world, `null` for none (writable). */
 export function stateOf(namespace: string): NamespaceStateName | null {
   if (MAINTENANCE.includes(namespace)) return 'maintenance';
-  if (FROZEN.includes(namespace)) return 'frozen';
+  if (FROZEN.includes(namespace) || namespace === 'began') return 'frozen';
   if (REPORT.includes(namespace)) return 'report';
   return null;
 }
+
+/** The guard's `writeRoutes`: `GET .../-/export` writes (the victim's `export` route). */
+export const WRITE_ROUTES: readonly { readonly method: string; readonly path: string }[] = [
+  { method: 'GET', path: '/*repo/-/export' },
+];
 
 /**
  * States that carry a `reason`, and the guard's `statusFor` for them: a refusal for `vault` is a
