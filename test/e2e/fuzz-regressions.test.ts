@@ -263,6 +263,19 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
     expect(internal.route).toBe('api internal');
   });
 
+  it('writeRoutes: a rule for GET must cover HEAD, which Express routes to the GET handler', async () => {
+    // The victim's guard has `writeRoutes: [{ method: 'GET', path: '/*repo/-/export' }]`: the
+    // GET export is refused in maintenance, but a HEAD is a read to the guard, and Express runs
+    // the GET route's handler for it (without sending the body): the export starts anyway.
+    await expectRefused(flavor, 'GET', '/acme/web/-/export');
+    await expectRefused(flavor, 'HEAD', '/acme/web/-/export');
+    await expectRefused(flavor, 'HEAD', '/acme/sub/web/-/export');
+    await expectRefused(flavor, 'HEAD', '/gitlab/acme/web/-/export', [], 'front');
+    await expectRefused(flavor, 'HEAD', '/open/web/-/export', [], 'top', 'maintenance');
+    // A writable namespace still exports.
+    expect((await expectServed(flavor, 'HEAD', '/open/web/-/export')).route).toBe('export');
+  });
+
   it('dot segments under a mount: /gitlab/.. and %2e forms around the relative URL root', async () => {
     for (const deployment of ['front', 'inside'] as const) {
       await expectRefused(flavor, 'POST', '/gitlab/open/%2e%2e/acme/web', [], deployment);
