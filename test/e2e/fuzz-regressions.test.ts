@@ -276,6 +276,18 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
     expect((await expectServed(flavor, 'HEAD', '/open/web/-/export')).route).toBe('export');
   });
 
+  it('writeRoutes: a rule must match every method the request can be routed as, overrides included', async () => {
+    // OPTIONS is a read, and `_method=GET` names a read, so the guard lets it through; the
+    // method-override middleware behind it routes the request as a GET, to the export.
+    await expectRefused(flavor, 'OPTIONS', '/acme/web/-/export?_method=GET');
+    await expectRefused(flavor, 'OPTIONS', '/acme/web/-/export', [
+      ['X-HTTP-Method-Override', 'GET'],
+    ]);
+    await expectRefused(flavor, 'TRACE', '/acme/web/-/export', [['X-Method-Override', 'get']]);
+    // Without an override, OPTIONS does not reach the export (the route answers GET only).
+    expect((await expectServed(flavor, 'OPTIONS', '/acme/web/-/export')).route).toBe('dash');
+  });
+
   it('dot segments under a mount: /gitlab/.. and %2e forms around the relative URL root', async () => {
     for (const deployment of ['front', 'inside'] as const) {
       await expectRefused(flavor, 'POST', '/gitlab/open/%2e%2e/acme/web', [], deployment);
