@@ -218,6 +218,14 @@ function routes(): RouteDef[] {
         allowlisted: true,
       }),
     ),
+    // The sign-in page (a GET GitLab's allowlist names, so that it opens in a frozen state).
+    {
+      name: 'users-sign_in page',
+      method: 'get',
+      paths: both('/users/sign_in'),
+      namespacePaths: instance,
+      allowlisted: true,
+    },
     {
       name: 'sso',
       method: 'all',
