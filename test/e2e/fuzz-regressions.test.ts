@@ -7,6 +7,7 @@ import {
   type Handled,
   startVictims,
   type Victims,
+  type World,
 } from './fuzz/victim.js';
 import { MAINTENANCE } from './fuzz/world.js';
 
@@ -14,7 +15,8 @@ import { MAINTENANCE } from './fuzz/world.js';
  * One test per bypass class the differential fuzzer (test/fuzz/) found, replaying its shrunk
  * requests byte for byte against the same GitLab-shaped victim app, on both Express majors.
  * In this world `acme` (like every name in MAINTENANCE) is in maintenance, `open` is writable;
- * project id 1 is `acme/web`, project id 2 is `open/web`.
+ * project id 1 is `acme/web`, project id 2 is `open/web`. The instance is in no state, except
+ * for the victims of world `maintenance`, where it is in maintenance too.
  */
 
 const FLAVORS: readonly Flavor[] = ['express 5', 'express 4'];
@@ -22,7 +24,7 @@ let victims: Victims;
 let sequence = 0;
 
 beforeAll(async () => {
-  victims = await startVictims(FLAVORS);
+  victims = await startVictims(FLAVORS, ['none', 'maintenance']);
 });
 afterAll(async () => {
   await victims?.close();
@@ -36,10 +38,11 @@ async function send(
   target: string,
   headers: Headers = [],
   deployment: Deployment = 'top',
+  world: World = 'none',
 ) {
   const id = `r${++sequence}`;
   const response = await sendRaw(
-    victims.port(flavor, deployment),
+    victims.port(flavor, deployment, world),
     requestBytes(method, target, headers, id),
     10_000,
   );
@@ -47,10 +50,16 @@ async function send(
 }
 
 const closed = new Set(MAINTENANCE);
-/** Write handlers that ran for a namespace in maintenance outside the allowlisted routes. */
-function breaches(handled: readonly Handled[]): Handled[] {
+/**
+ * Write handlers that ran for a namespace in maintenance (or, with the instance in maintenance,
+ * for anything) outside the allowlisted routes.
+ */
+function breaches(handled: readonly Handled[], world: World = 'none'): Handled[] {
   return handled.filter(
-    (h) => h.write && !h.allowlisted && h.namespaces.some((n) => closed.has(n)),
+    (h) =>
+      h.write &&
+      !h.allowlisted &&
+      (world === 'maintenance' || h.namespaces.some((n) => closed.has(n))),
   );
 }
 
@@ -61,15 +70,23 @@ async function expectRefused(
   target: string,
   headers: Headers = [],
   deployment: Deployment = 'top',
+  world: World = 'none',
 ) {
-  const { status, handled } = await send(flavor, method, target, headers, deployment);
-  expect(breaches(handled), `${method} ${target}`).toEqual([]);
+  const { status, handled } = await send(flavor, method, target, headers, deployment, world);
+  expect(breaches(handled, world), `${method} ${target}`).toEqual([]);
   expect(status, `${method} ${target}`).toBe(503);
 }
 
 /** The request reaches a handler (the fix does not block what it should not). */
-async function expectServed(flavor: Flavor, method: string, target: string, headers: Headers = []) {
-  const { status, handled } = await send(flavor, method, target, headers);
+async function expectServed(
+  flavor: Flavor,
+  method: string,
+  target: string,
+  headers: Headers = [],
+  deployment: Deployment = 'top',
+  world: World = 'none',
+) {
+  const { status, handled } = await send(flavor, method, target, headers, deployment, world);
   expect(status, `${method} ${target}`).toBe(200);
   expect(handled.length, `${method} ${target}`).toBe(1);
   return handled[0] as Handled;
@@ -192,6 +209,83 @@ describe.each(FLAVORS)('fuzz regressions (%s)', (flavor) => {
     await expectRefused(flavor, 'POST', '/api/v4/internal/../../v4/projects/1');
     // Dots inside names are not dot segments.
     await expectServed(flavor, 'POST', '/open/my.proj/-/blob/main/a.b/..x/x..');
+  });
+
+  it('push discovery is a write: the allowlist rule for git fetch discovery (GET info/refs) must not let `service=git-receive-pack` through', async () => {
+    // The rule that lets `git fetch` discover refs through a frozen namespace matches the push
+    // discovery too (same route, another query), and the verdict asks the allowlist for every
+    // write it would refuse: `git push` starts against a namespace in maintenance.
+    await expectRefused(flavor, 'GET', '/acme/web.git/info/refs?service=git-receive-pack');
+    await expectRefused(flavor, 'GET', '/acme/sub/web.git/info/refs?service=git-receive-pack');
+    for (const deployment of ['front', 'inside'] as const) {
+      await expectRefused(
+        flavor,
+        'GET',
+        '/gitlab/acme/web.git/info/refs?service=git-receive-pack',
+        [],
+        deployment,
+      );
+    }
+    // The fetch discovery still passes.
+    const fetch = await expectServed(
+      flavor,
+      'GET',
+      '/acme/web.git/info/refs?service=git-upload-pack',
+    );
+    expect(fetch.write).toBe(false);
+  });
+
+  it('backslash after a mount prefix, with a `#` in the target: the router reads `\\` as `/`, the mount slices the raw URL', async () => {
+    // A `#` sends Express's path parsing (parseurl) to url.parse, which turns `\` into `/`: the
+    // guard, like the router's matching, reads `/api/v4/internal/x` and lets the write through as
+    // the allowlisted internal API. But the `/api/v4` mount strips its prefix from the raw URL,
+    // so the API router routes `//internal/x`, which its internal routes do not match: the API's
+    // catch-all writes while the whole instance is in maintenance. Found with seed 987654321.
+    for (const deployment of ['top', 'front', 'inside'] as const) {
+      const root = deployment === 'top' ? '' : '/gitlab';
+      for (const target of [
+        '/api/v4\\internal/x#',
+        '/api/v3\\internal#',
+        '/api/v4\\internal/x?a=1#',
+      ]) {
+        await expectRefused(flavor, 'POST', `${root}${target}`, [], deployment, 'maintenance');
+      }
+    }
+    // The internal API itself still passes.
+    const internal = await expectServed(
+      flavor,
+      'POST',
+      '/api/v4/internal/x',
+      [],
+      'top',
+      'maintenance',
+    );
+    expect(internal.route).toBe('api internal');
+  });
+
+  it('writeRoutes: a rule for GET must cover HEAD, which Express routes to the GET handler', async () => {
+    // The victim's guard has `writeRoutes: [{ method: 'GET', path: '/*repo/-/export' }]`: the
+    // GET export is refused in maintenance, but a HEAD is a read to the guard, and Express runs
+    // the GET route's handler for it (without sending the body): the export starts anyway.
+    await expectRefused(flavor, 'GET', '/acme/web/-/export');
+    await expectRefused(flavor, 'HEAD', '/acme/web/-/export');
+    await expectRefused(flavor, 'HEAD', '/acme/sub/web/-/export');
+    await expectRefused(flavor, 'HEAD', '/gitlab/acme/web/-/export', [], 'front');
+    await expectRefused(flavor, 'HEAD', '/open/web/-/export', [], 'top', 'maintenance');
+    // A writable namespace still exports.
+    expect((await expectServed(flavor, 'HEAD', '/open/web/-/export')).route).toBe('export');
+  });
+
+  it('writeRoutes: a rule must match every method the request can be routed as, overrides included', async () => {
+    // OPTIONS is a read, and `_method=GET` names a read, so the guard lets it through; the
+    // method-override middleware behind it routes the request as a GET, to the export.
+    await expectRefused(flavor, 'OPTIONS', '/acme/web/-/export?_method=GET');
+    await expectRefused(flavor, 'OPTIONS', '/acme/web/-/export', [
+      ['X-HTTP-Method-Override', 'GET'],
+    ]);
+    await expectRefused(flavor, 'TRACE', '/acme/web/-/export', [['X-Method-Override', 'get']]);
+    // Without an override, OPTIONS does not reach the export (the route answers GET only).
+    expect((await expectServed(flavor, 'OPTIONS', '/acme/web/-/export')).route).toBe('dash');
   });
 
   it('dot segments under a mount: /gitlab/.. and %2e forms around the relative URL root', async () => {

@@ -1,7 +1,30 @@
 import http from 'node:http';
 import fc from 'fast-check';
+import {
+  COOKIE_STYLES,
+  cleanPlacements,
+  documentedGrant,
+  HEADER_STYLES,
+  type Placement,
+  placementHeaders,
+  placementQuery,
+  TOKEN_KINDS,
+  type TokenKind,
+} from './tokens.js';
 import type { Deployment } from './victim.js';
-import { IDS, type IdKind, MAINTENANCE, MOUNT, WRITABLE } from './world.js';
+import {
+  FROZEN,
+  IDS,
+  type IdKind,
+  INSTANCE_STATES,
+  type InstanceState,
+  MAINTENANCE,
+  MOUNT,
+  REPORT,
+  SCHEDULED,
+  stateOf,
+  WRITABLE,
+} from './world.js';
 
 /**
  * fast-check arbitraries for raw requests. A request is kept as structure (a template of path
@@ -13,6 +36,8 @@ import { IDS, type IdKind, MAINTENANCE, MOUNT, WRITABLE } from './world.js';
  * encoded forms, duplicate and trailing slashes, backslashes, `;` parameters, whitespace, control
  * and non-ASCII characters (raw and encoded), Unicode that case-folds into ASCII, very long
  * segments and paths, `#` and absolute-form targets, method overrides and spoofed rewrite headers.
+ * Each request also picks the instance state of the victim it goes to, and may carry bypass
+ * tokens (valid or not, for its own namespace or another, in the header, a cookie or a decoy).
  */
 
 export interface Mutation {
@@ -50,8 +75,23 @@ export interface RequestSpec {
   /** Raw fragment without `#`, or `null`. */
   readonly fragment: string | null;
   readonly headers: readonly (readonly [string, string])[];
-  /** A well-formed write to this writable namespace: it must reach its handler. */
-  readonly mustPass: string | null;
+  /** The instance state (`*`) of the victim it is sent to. */
+  readonly instance: InstanceState;
+  /** Bypass tokens it carries. */
+  readonly bypass: readonly Placement[];
+  /** What must happen to a well-formed request (`null`: only the safety properties apply). */
+  readonly expect: Expectation | null;
+}
+
+/** The outcome a well-formed request must have, from the world's states and its token. */
+export interface Expectation {
+  /**
+   * `pass`: it reaches a handler for `namespace` (a write handler when `write`). `refuse`: the
+   * guard answers it, naming `namespace` (`*` for the instance), and no handler runs.
+   */
+  readonly outcome: 'pass' | 'refuse';
+  readonly namespace: string;
+  readonly write: boolean;
 }
 
 // --- vocabulary --------------------------------------------------------------------------------
@@ -59,6 +99,11 @@ export interface RequestSpec {
 const NAMES = [
   ...MAINTENANCE,
   ...WRITABLE,
+  ...FROZEN,
+  ...REPORT,
+  ...Object.keys(SCHEDULED),
+  'ICE',
+  'Dry',
   'Acme',
   'ACME',
   'GitLab',
@@ -95,6 +140,7 @@ const WORDS = [
   'projects',
   'groups',
   'x.txt',
+  'export',
 ];
 
 const DOTS = [
@@ -316,6 +362,7 @@ const dashTail = fc.constantFrom(
   ['issues'],
   ['new', 'main', 'app'],
   ['compare'],
+  ['export'],
   ['merge_requests', '1'],
   ['settings', 'repository'],
   ['new', 'main', 'app', 'info', 'lfs', 'objects', 'batch'],
@@ -595,6 +642,89 @@ const templated = fc.oneof(
   ),
 );
 
+/** The instance state of the victim a request goes to: mostly none. */
+const instance = fc.oneof(
+  { weight: 3, arbitrary: fc.constant<InstanceState>('none') },
+  { weight: 2, arbitrary: fc.constantFrom<InstanceState>(...INSTANCE_STATES) },
+);
+
+// --- bypass tokens -------------------------------------------------------------------------------
+
+/** Stands for the namespace the request's template targets, resolved once the template is known. */
+const TARGET = '$target';
+const TOKEN_NAMESPACES = [...MAINTENANCE, ...FROZEN, ...REPORT, ...WRITABLE, '*'];
+const tokenNamespace = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(TARGET) },
+  { weight: 2, arbitrary: fc.constantFrom(...TOKEN_NAMESPACES) },
+);
+const tokenKind = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom<TokenKind>('valid', 'rotated') },
+  { weight: 2, arbitrary: fc.constantFrom(...TOKEN_KINDS) },
+);
+const placement: fc.Arbitrary<Placement> = fc.record({
+  channel: fc.oneof(
+    { weight: 2, arbitrary: fc.constant('header' as const) },
+    { weight: 2, arbitrary: fc.constant('cookie' as const) },
+    { weight: 1, arbitrary: fc.constant('decoy' as const) },
+  ),
+  kind: tokenKind,
+  namespace: tokenNamespace,
+  style: fc.nat(63),
+});
+const placements = fc.oneof(
+  { weight: 6, arbitrary: fc.constant<Placement[]>([]) },
+  { weight: 3, arbitrary: fc.array(placement, { minLength: 1, maxLength: 2 }) },
+);
+
+const cleanStyles = (styles: readonly { clean: boolean }[]): number[] =>
+  styles.flatMap((s, i) => (s.clean ? [i] : []));
+const cleanPlacement = (channel: 'header' | 'cookie'): fc.Arbitrary<Placement> =>
+  fc.record({
+    channel: fc.constant(channel),
+    kind: tokenKind,
+    namespace: tokenNamespace,
+    style: fc.constantFrom(...cleanStyles(channel === 'header' ? HEADER_STYLES : COOKIE_STYLES)),
+  });
+/** Tokens as clients are told to send them: one, in the header or a cookie, or one in each. */
+const cleanTokens = fc.oneof(
+  { weight: 3, arbitrary: fc.constant<Placement[]>([]) },
+  {
+    weight: 4,
+    arbitrary: fc
+      .oneof(cleanPlacement('header'), cleanPlacement('cookie'))
+      .map((p): Placement[] => [p]),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(cleanPlacement('header'), cleanPlacement('cookie')).map((t) => [...t]),
+  },
+);
+
+function withTarget(list: readonly Placement[], target: string): Placement[] {
+  return list.map((p) => (p.namespace === TARGET ? { ...p, namespace: target } : p));
+}
+
+const API_COLLECTIONS: Record<string, IdKind> = {
+  projects: 'project',
+  groups: 'group',
+  namespaces: 'namespace',
+};
+
+/** The root namespace a template addresses, before mutations (`*` for instance routes). */
+function templateRoot(template: string, segments: readonly string[]): string {
+  if (template === 'instance') return '*';
+  if (template === 'groups') return (segments[1] ?? '').toLowerCase();
+  if (template === 'api') {
+    const id = segments[3] ?? '';
+    const path = /^(.*?)%2f/i.exec(id);
+    if (path !== null) return (path[1] ?? '').toLowerCase();
+    const kind = API_COLLECTIONS[(segments[2] ?? '').toLowerCase()];
+    const full = kind === undefined ? undefined : IDS[kind].get(Number(id));
+    return (full ?? id).split('/')[0]?.toLowerCase() ?? '';
+  }
+  return (segments[0] ?? '').toLowerCase();
+}
+
 /** Anything at all: the safety property must hold for every one of these. */
 export const adversarialRequest: fc.Arbitrary<RequestSpec> = fc
   .record({
@@ -608,20 +738,26 @@ export const adversarialRequest: fc.Arbitrary<RequestSpec> = fc
     query,
     fragment,
     headers,
+    instance,
+    bypass: placements,
   })
   .map(
-    ({ templated: t, prefix, ...rest }): RequestSpec => ({
+    ({ templated: t, prefix, bypass, ...rest }): RequestSpec => ({
       ...rest,
       template: t.template,
       segments: t.segments,
       prefix: prefixFor(rest.deployment, prefix),
-      mustPass: null,
+      bypass: withTarget(bypass, templateRoot(t.template, t.segments)),
+      expect: null,
     }),
   );
 
-/** Writable namespaces as clients legitimately spell them. */
-const writable = fc
-  .tuple(fc.constantFrom(...WRITABLE), fc.constantFrom('lower', 'upper', 'title'))
+/** Namespaces of every state, as clients legitimately spell them. */
+const spelled = fc
+  .tuple(
+    fc.constantFrom(...WRITABLE, ...REPORT, ...MAINTENANCE, ...FROZEN, ...Object.keys(SCHEDULED)),
+    fc.constantFrom('lower', 'upper', 'title'),
+  )
   .map(([ns, style]) =>
     style === 'lower'
       ? ns
@@ -631,56 +767,107 @@ const writable = fc
   );
 const WEBDAV = ['PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'PROPFIND'];
 const anyWrite = fc.constantFrom(...WRITE_METHODS, ...WEBDAV);
-const API_KIND: Record<string, IdKind> = {
-  projects: 'project',
-  groups: 'group',
-  namespaces: 'namespace',
-};
+const anyRead = fc.constantFrom('GET', 'HEAD', 'GET', 'OPTIONS');
 
-/** The ids, per API collection, whose full path lies in a writable namespace. */
-function writableIds(collection: string): [string, string][] {
-  const kind = API_KIND[collection] ?? 'project';
-  return [...IDS[kind]]
-    .map(([id, path]): [string, string] => [String(id), path.split('/')[0] ?? ''])
-    .filter(([, root]) => WRITABLE.includes(root));
+/** The ids, per API collection, whose full path lies in root namespace `root`. */
+function idsIn(collection: string, root: string): string[] {
+  const kind = API_COLLECTIONS[collection] ?? 'project';
+  return [...IDS[kind]].filter(([, path]) => path.split('/')[0] === root).map(([id]) => String(id));
+}
+
+const WRITE_SHAPES = [
+  'namespace',
+  'dash',
+  'nested',
+  'groups',
+  'api-path',
+  'api-id',
+  'receive-pack',
+  'lfs-locks',
+  'push-discovery',
+  'override',
+  'export',
+  'git-fetch',
+  'lfs-batch',
+  'compare',
+] as const;
+const READ_SHAPES = [
+  'read',
+  'read-dash',
+  'read-groups',
+  'read-api-path',
+  'fetch-discovery',
+  'refs',
+  'instance-read',
+] as const;
+type Shape = (typeof WRITE_SHAPES)[number] | (typeof READ_SHAPES)[number];
+const INSTANCE_PAGES = [['users', 'sign_in'], ['help'], ['api', 'v4', 'projects']];
+/** Shapes GitLab lets through whatever the state (git fetch and its discovery, LFS batch, compare). */
+const ALLOWLISTED: ReadonlySet<Shape> = new Set<Shape>([
+  'git-fetch',
+  'lfs-batch',
+  'compare',
+  'fetch-discovery',
+  'refs',
+]);
+
+/**
+ * What the guard must do with a well-formed request to `namespace`: the world's states and the
+ * token it documents reading (`grant`) decide. `frozen` refuses reads and writes, `maintenance`
+ * writes, `report` nothing; a token lifts only the state of the namespace it names (`*`: the
+ * instance's), so a write to a namespace in maintenance while the instance is too stays refused
+ * whatever the token; the allowlist lets its routes through every state.
+ */
+export function expectedOutcome(
+  namespace: string,
+  write: boolean,
+  allowlisted: boolean,
+  instanceState: InstanceState,
+  grant: string | null,
+): Expectation {
+  const own = stateOf(namespace);
+  if (!allowlisted) {
+    if ((own === 'frozen' || (write && own === 'maintenance')) && grant !== namespace) {
+      return { outcome: 'refuse', namespace, write };
+    }
+    if (write && instanceState === 'maintenance' && grant !== '*') {
+      return { outcome: 'refuse', namespace: '*', write };
+    }
+  }
+  return { outcome: 'pass', namespace, write };
 }
 
 /**
- * Well-formed writes to writable namespaces, and well-formed allowlisted requests (git fetch, LFS
- * batch, compare) to any namespace: each must reach its handler, never a 503.
+ * Well-formed requests to namespaces of every state, with or without a cleanly sent token, to
+ * victims of every instance state: each must have the outcome `expectedOutcome` gives, so writes
+ * to writable and reporting namespaces, reads outside frozen ones, allowlisted requests and
+ * writes carrying the right token reach their handlers, and the rest are refused.
  */
 export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
   .record({
     deployment,
-    ns: writable,
+    ns: spelled,
     p: fc.constantFrom('web', 'my.proj', 'gitlab-ce'),
-    shape: fc.constantFrom(
-      'namespace',
-      'dash',
-      'nested',
-      'groups',
-      'api-path',
-      'api-id',
-      'receive-pack',
-      'lfs-locks',
-      'push-discovery',
-      'override',
-      'git-fetch',
-      'lfs-batch',
-      'compare',
+    shape: fc.oneof(
+      { weight: 2, arbitrary: fc.constantFrom(...WRITE_SHAPES) },
+      { weight: 1, arbitrary: fc.constantFrom(...READ_SHAPES) },
     ),
-    closed: fc.constantFrom(...MAINTENANCE),
     write: anyWrite,
+    read: anyRead,
     kind: fc.constantFrom('projects', 'groups', 'namespaces'),
     pick: fc.nat(2),
     trailing: fc.boolean(),
+    instance,
+    bypass: cleanTokens,
   })
-  .map(({ deployment: dep, ns, p, shape, write, kind, pick, trailing, closed }): RequestSpec => {
+  .map(({ deployment: dep, ns, p, write, read, kind, pick, trailing, ...rest }): RequestSpec => {
+    let shape: Shape = rest.shape;
+    const root = ns.toLowerCase();
     let segments: string[];
     let method = write;
     let query: string | null = null;
     let headers: [string, string][] = [];
-    let mustPass = ns.toLowerCase();
+    if (shape === 'api-id' && idsIn(kind, root).length === 0) shape = 'api-path';
     switch (shape) {
       case 'namespace':
         segments = [ns, p];
@@ -698,10 +885,8 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
         segments = ['api', 'v4', 'projects', `${ns}%2F${p}`, 'issues'];
         break;
       case 'api-id': {
-        const ids = writableIds(kind);
-        const [id, root] = ids[pick % ids.length] ?? ['2', 'open'];
-        segments = ['api', 'v4', kind, id];
-        mustPass = root;
+        const ids = idsIn(kind, root);
+        segments = ['api', 'v4', kind, ids[pick % ids.length] as string];
         break;
       }
       case 'receive-pack':
@@ -717,9 +902,19 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
         method = 'GET';
         query = 'service=git-receive-pack';
         break;
-      // Allowlisted routes pass in maintenance too, as git and browsers send them.
+      case 'override':
+        segments = [ns, p];
+        method = 'GET';
+        headers = [['X-HTTP-Method-Override', 'PUT']];
+        break;
+      // A read that writes, as the guard's `writeRoutes` says (Express routes HEAD to it too).
+      case 'export':
+        segments = [ns, p, '-', 'export'];
+        method = pick === 0 ? 'HEAD' : 'GET';
+        break;
+      // Allowlisted routes pass whatever the state, as git and browsers send them.
       case 'git-fetch':
-        segments = [pick === 0 ? ns : closed, 'sub', `${p}.git`, 'git-upload-pack'];
+        segments = [ns, 'sub', `${p}.git`, 'git-upload-pack'];
         headers = [
           ['Content-Type', 'application/x-git-upload-pack-request'],
           ['Git-Protocol', 'version=2'],
@@ -727,24 +922,51 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
         method = 'POST';
         break;
       case 'lfs-batch':
-        segments = [pick === 0 ? ns : closed, `${p}.git`, 'info', 'lfs', 'objects', 'batch'];
+        segments = [ns, `${p}.git`, 'info', 'lfs', 'objects', 'batch'];
         headers = [['Content-Type', 'application/vnd.git-lfs+json']];
         method = 'POST';
         break;
       case 'compare':
-        segments = [pick === 0 ? ns : closed, p, '-', 'compare'];
+        segments = [ns, p, '-', 'compare'];
         headers = [['Content-Type', 'application/x-www-form-urlencoded']];
         method = 'POST';
         break;
-      default:
-        segments = [ns, p];
+      case 'fetch-discovery':
+        segments = [ns, `${p}.git`, 'info', 'refs'];
         method = 'GET';
-        headers = [['X-HTTP-Method-Override', 'PUT']];
-    }
-    if (['git-fetch', 'lfs-batch', 'compare'].includes(shape)) {
-      mustPass = (segments[0] as string).toLowerCase();
+        query = 'service=git-upload-pack';
+        break;
+      case 'refs':
+        segments = [ns, `${p}.git`, 'info', 'refs'];
+        method = 'GET';
+        break;
+      // Reads: refused only in a frozen namespace.
+      case 'read':
+        segments = [ns, p];
+        method = read;
+        break;
+      case 'read-dash':
+        segments = [ns, p, '-', 'tree', 'main'];
+        method = read;
+        break;
+      case 'read-groups':
+        segments = ['groups', ns];
+        method = read;
+        break;
+      case 'read-api-path':
+        segments = ['api', 'v4', 'projects', `${ns}%2F${p}`];
+        method = read;
+        break;
+      // Pages of no namespace: no namespace's state refuses them.
+      case 'instance-read':
+        segments = INSTANCE_PAGES[pick] as string[];
+        method = read;
+        break;
     }
     if (trailing && shape !== 'push-discovery') segments.push('');
+    const target = shape === 'instance-read' ? '*' : root;
+    const bypass = withTarget(rest.bypass, target);
+    const isWrite = !(READ_SHAPES as readonly string[]).includes(shape);
     return {
       deployment: dep,
       template: `well-formed ${shape}`,
@@ -757,7 +979,17 @@ export const wellFormedRequest: fc.Arbitrary<RequestSpec> = fc
       query,
       fragment: null,
       headers,
-      mustPass,
+      instance: rest.instance,
+      bypass,
+      expect: cleanPlacements(bypass)
+        ? expectedOutcome(
+            target,
+            isWrite,
+            ALLOWLISTED.has(shape),
+            rest.instance,
+            documentedGrant(bypass),
+          )
+        : null,
     };
   });
 
@@ -866,14 +1098,17 @@ export function renderTarget(spec: RequestSpec): string {
   for (const m of spec.mutations) applyMutation(parts, m);
   let target = spec.authority + spec.prefix + parts.map((p) => p.sep + p.text).join('');
   if (target === '') target = '/';
-  if (spec.query !== null) target += `?${spec.query}`;
+  const decoy = placementQuery(spec.bypass);
+  const search = decoy === '' ? spec.query : spec.query === null ? decoy : `${spec.query}&${decoy}`;
+  if (search !== null) target += `?${search}`;
   if (spec.fragment !== null) target += `#${spec.fragment}`;
   return target;
 }
 
 /** The whole request, as bytes. */
 export function renderRequest(spec: RequestSpec, id: string): Buffer {
-  return requestBytes(spec.method, renderTarget(spec), spec.headers, id, spec.version);
+  const headers = [...spec.headers, ...placementHeaders(spec.bypass)];
+  return requestBytes(spec.method, renderTarget(spec), headers, id, spec.version);
 }
 
 /** A request head with our framing headers (`X-Fuzz-Id` first, so later headers cannot hide it). */

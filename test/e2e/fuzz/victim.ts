@@ -11,7 +11,21 @@ import {
   type NamespaceReadOnlyOptions,
   namespaceReadOnly,
 } from '../../../src/index.js';
-import { IDS, type IdKind, MAINTENANCE, MOUNT, RESERVED } from './world.js';
+import {
+  BYPASS_SECRETS,
+  FROZEN,
+  IDS,
+  type IdKind,
+  type InstanceState,
+  MAINTENANCE,
+  MOUNT,
+  REASONS,
+  REPORT,
+  RESERVED,
+  SCHEDULED,
+  STATUS_FOR,
+  WRITE_ROUTES,
+} from './world.js';
 
 /**
  * The victim: a GitLab-shaped Express app whose handlers write down what the router handed them
@@ -129,6 +143,8 @@ interface RouteDef {
   /** GitLab's grammar: a `-` segment ends the namespace path, so such a route does not match. */
   readonly repoIn?: (p: Params) => readonly string[];
   readonly pushDiscovery?: boolean;
+  /** A read that writes (an export that enqueues a job): the guard's `writeRoutes` names it. */
+  readonly writes?: boolean;
 }
 
 function params(req: Req, flavor: Flavor): Params {
@@ -202,6 +218,14 @@ function routes(): RouteDef[] {
         allowlisted: true,
       }),
     ),
+    // The sign-in page (a GET GitLab's allowlist names, so that it opens in a frozen state).
+    {
+      name: 'users-sign_in page',
+      method: 'get',
+      paths: both('/users/sign_in'),
+      namespacePaths: instance,
+      allowlisted: true,
+    },
     {
       name: 'sso',
       method: 'all',
@@ -248,6 +272,15 @@ function routes(): RouteDef[] {
       namespacePaths: (p) => [w(p, 0)],
       repoIn: (p) => w(p, 0),
       allowlisted: true,
+    },
+    // `GET /:ns/:project/-/export` starts an export: a read that writes (`writeRoutes`). Express
+    // runs it for HEAD too.
+    {
+      name: 'export',
+      method: 'get',
+      paths: { e5: ['/*w0/-/export'], e4: ['/*/-/export'] },
+      namespacePaths: (p) => [w(p, 0)],
+      writes: true,
     },
     // Every other `/-/` route of a group or project: issues, new files, settings... all writes.
     {
@@ -456,7 +489,10 @@ function handler(def: RouteDef, flavor: Flavor, recorder: Recorder): Handler {
     if (def.repoIn?.(p).some((segment) => segment.split('/').includes('-'))) return next();
     const paths = def.namespacePaths(p);
     const method = req[ORIGINAL_METHOD] ?? req.method ?? '';
-    const write = req[WRITE] === true || (def.pushDiscovery === true && pushDiscovery(req));
+    const write =
+      req[WRITE] === true ||
+      def.writes === true ||
+      (def.pushDiscovery === true && pushDiscovery(req));
     const handled: Handled = {
       route: def.name,
       method,
@@ -498,6 +534,21 @@ function victimApp(
   // mounted with `app.use`, as GitLab's are.
   const [graphql, ...rest] = routes();
   if (graphql !== undefined) register(app, [graphql], flavor, recorder);
+  // Geo replication (v4 only) runs in maintenance, like the internal API.
+  register(
+    app,
+    [
+      {
+        name: 'api geo',
+        method: 'all',
+        paths: withRest('/api/v4/geo_replication', '/api/v4/geo_replication', 0),
+        namespacePaths: instance,
+        allowlisted: true,
+      },
+    ],
+    flavor,
+    recorder,
+  );
   app.use(['/api/v4', '/api/v3'], api);
   app.use('/groups', groups);
   register(app, rest, flavor, recorder);
@@ -508,44 +559,86 @@ export function resolveId(kind: IdKind, id: string): string | null {
   return IDS[kind].get(Number(id)) ?? null;
 }
 
+/** Which victim: one of the instance states, or the same app with no guard at all. */
+export type World = InstanceState | 'unguarded';
+
 export interface Target {
   readonly flavor: Flavor;
   readonly deployment: Deployment;
+  readonly world: World;
   readonly port: number;
 }
 
 export interface Victims {
   readonly recorder: Recorder;
   readonly targets: readonly Target[];
-  port(flavor: Flavor, deployment: Deployment): number;
+  /** The victim of this Express major, deployment and world (default: instance state none). */
+  port(flavor: Flavor, deployment: Deployment, world?: World): number;
   close(): Promise<void>;
 }
 
-/** One server per Express major and deployment, sharing one store with the maintenance states. */
-export async function startVictims(flavors: readonly Flavor[]): Promise<Victims> {
+/** The world's states, in a store of their own, with the instance (`*`) in `instance`. */
+async function worldStore(instance: InstanceState): Promise<MemoryStateStore> {
   const store = new MemoryStateStore();
-  for (const ns of MAINTENANCE) await store.set(ns, 'maintenance');
-  const options: NamespaceReadOnlyOptions = { store, resolveId };
+  const set = (ns: string, state: 'maintenance' | 'frozen' | 'report') => {
+    const reason = REASONS[ns];
+    return store.set(ns, reason === undefined ? state : { state, reason });
+  };
+  for (const ns of MAINTENANCE) await set(ns, 'maintenance');
+  for (const ns of FROZEN) await set(ns, 'frozen');
+  for (const ns of REPORT) await set(ns, 'report');
+  for (const [ns, { state, startsAt }] of Object.entries(SCHEDULED)) {
+    await store.set(ns, { state, startsAt });
+  }
+  if (instance !== 'none') await store.set('*', instance);
+  return store;
+}
+
+/**
+ * One server per Express major, deployment and instance state (each instance state with its
+ * own store), plus one per Express major and deployment with no guard: the router's own answer,
+ * which the oracle asks when it must know where a refused request would have gone.
+ */
+export async function startVictims(
+  flavors: readonly Flavor[],
+  instances: readonly InstanceState[] = ['none'],
+): Promise<Victims> {
   const recorder = new Recorder();
   const servers: Server[] = [];
   const targets: Target[] = [];
-  for (const flavor of flavors) {
-    for (const deployment of DEPLOYMENTS) {
-      const app = deploymentApp(flavor, deployment, recorder, options);
-      const server = http.createServer(app);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const address = server.address();
-      if (address === null || typeof address === 'string') throw new Error('no port');
-      servers.push(server);
-      targets.push({ flavor, deployment, port: address.port });
+  const worlds: World[] = [...instances, 'unguarded'];
+  for (const world of worlds) {
+    const options: NamespaceReadOnlyOptions | null =
+      world === 'unguarded'
+        ? null
+        : {
+            store: await worldStore(world),
+            resolveId,
+            bypass: { secret: [...BYPASS_SECRETS] },
+            signal: true,
+            statusFor: { ...STATUS_FOR },
+            writeRoutes: [...WRITE_ROUTES],
+          };
+    for (const flavor of flavors) {
+      for (const deployment of DEPLOYMENTS) {
+        const app = deploymentApp(flavor, deployment, recorder, options);
+        const server = http.createServer(app);
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        const address = server.address();
+        if (address === null || typeof address === 'string') throw new Error('no port');
+        servers.push(server);
+        targets.push({ flavor, deployment, world, port: address.port });
+      }
     }
   }
   return {
     recorder,
     targets,
-    port(flavor, deployment) {
-      const t = targets.find((x) => x.flavor === flavor && x.deployment === deployment);
-      if (t === undefined) throw new Error(`no victim for ${flavor} ${deployment}`);
+    port(flavor, deployment, world = 'none') {
+      const t = targets.find(
+        (x) => x.flavor === flavor && x.deployment === deployment && x.world === world,
+      );
+      if (t === undefined) throw new Error(`no victim for ${flavor} ${deployment} ${world}`);
       return t.port;
     },
     async close() {
@@ -562,25 +655,29 @@ export async function startVictims(flavors: readonly Flavor[]): Promise<Victims>
   };
 }
 
+/** The deployment's app, guarded with `options` (`null`: not guarded). */
 function deploymentApp(
   flavor: Flavor,
   deployment: Deployment,
   recorder: Recorder,
-  options: NamespaceReadOnlyOptions,
+  options: NamespaceReadOnlyOptions | null,
 ): AppLike {
   const express = EXPRESS[flavor];
+  const guard = (extra: NamespaceReadOnlyOptions = {}) =>
+    options === null ? null : namespaceReadOnly({ ...options, ...extra });
   switch (deployment) {
     case 'top':
-      return victimApp(flavor, recorder, namespaceReadOnly(options));
+      return victimApp(flavor, recorder, guard());
     case 'front': {
       const parent = express();
-      parent.use(namespaceReadOnly({ ...options, relativeUrlRoot: MOUNT }));
+      const outer = guard({ relativeUrlRoot: MOUNT });
+      if (outer !== null) parent.use(outer);
       parent.use(MOUNT, victimApp(flavor, recorder, null));
       return parent;
     }
     case 'inside': {
       const parent = express();
-      parent.use(MOUNT, victimApp(flavor, recorder, namespaceReadOnly(options)));
+      parent.use(MOUNT, victimApp(flavor, recorder, guard()));
       return parent;
     }
   }
