@@ -211,12 +211,28 @@ export class Pipeline {
     return mountRemainders(parsed.pathname).some((p) => routes.startsWrite?.(p, search) === true);
   }
 
+  /**
+   * Whether a `writeRoutes` rule names a route this read may reach: under the method on the
+   * request line, the one it is routed as (Express runs a GET route for a HEAD), and every
+   * method an override before or behind the guard could route it as.
+   */
   private writesByRoute(req: IncomingMessage, method: string): boolean {
     const raw = routerPathname(req);
     const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
     if (pathname === null) return false;
+    const matches = this.config.writeRoutes;
+    if (matches === null) return false;
     try {
-      return this.config.writeRoutes?.(req, method, pathname) != null;
+      const parsed = parseTarget(req);
+      const search = typeof parsed?.query === 'string' ? parsed.query : null;
+      const methods = new Set([
+        method,
+        req.method ?? method,
+        ...overrideMethods(req.headers, search),
+      ]);
+      if (methods.has('HEAD')) methods.add('GET');
+      for (const m of methods) if (matches(req, m, pathname) !== null) return true;
+      return false;
     } catch (error) {
       // A rule that cannot say counts as "writes": the safe reading of a read.
       this.log.conditionFailed(error, 'writeRoutes');
@@ -452,6 +468,11 @@ export class Pipeline {
   private allowedBy(request: Pending): AllowRule | null {
     const { req, method, pathname } = request;
     if (pathname === null) return null;
+    // A backslash is a `/` to the parser that reads the whole target (when it contains `#`), but not
+    // to a mounted router, which cuts its prefix from the raw text: the two route the request
+    // differently, so no route can be identified. No client sends one.
+    const target = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '';
+    if (target.indexOf('\\') !== -1) return null;
     try {
       const rule = this.config.allowedBy(req, method, pathname);
       if (rule === null) return null;
