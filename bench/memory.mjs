@@ -25,8 +25,9 @@
 // stores, outside the V8 heap) is reported beside heapUsed.
 //
 // Also reported: what the load cost Redis (INFO commandstats, before and after the store under
-// test started): the load script is one EVAL over every indexed state, during which Redis
-// serves nobody else, and every process runs it when it starts and every `resyncInterval`.
+// test started): the load reads the index in batches of 1,000 (SSCAN, then one short read script
+// per batch, so Redis is never held for the whole load), and every process runs it when it starts
+// and every `resyncInterval`.
 
 import { parseArgs } from 'node:util';
 import { RedisStateStore } from 'namespace-read-only';
@@ -186,8 +187,8 @@ console.log(
     rssBytes: after.rss - before.rss,
     writeMs: Math.round(writeMs),
     loadMs: Math.round(loadMs),
-    // Redis's own time for the load: the load script (one EVAL, Redis busy throughout) and the
-    // SCAN for keys the index lacks (many short calls).
+    // Redis's own time for the load: the batched read scripts (EVAL calls) and the SCAN for keys
+    // the index lacks (many short calls).
     redisLoad: { eval: spent('eval'), scan: spent('scan') },
     // `ready()` resolves when the first sync ends, complete or not, within max(2 s, 2 x
     // canaryInterval): a load that takes longer ends it degraded, complete only later.

@@ -282,7 +282,7 @@ export function renderMarkdown(results) {
     );
     lines.push('');
     lines.push(
-      '| namespaces in maintenance, each key holding | heapUsed | per state | arrayBuffers | load (first sync) | Redis busy: load script (one EVAL) / SCAN |',
+      '| namespaces in maintenance, each key holding | heapUsed | per state | arrayBuffers | load (first sync) | Redis busy: read scripts (batches of 1,000) / SCAN |',
     );
     lines.push('| --- | ---: | ---: | ---: | ---: | ---: |');
     const label = {
@@ -295,7 +295,7 @@ export function renderMarkdown(results) {
       lines.push(
         `| ${fmt(v.count)}, ${label[name] ?? name} | +${fmt(v.heapUsedBytes / 1e6, 1)} MB | ${fmt(v.bytesPerState)} B | ` +
           `+${fmt(v.arrayBuffersBytes / 1e6, 1)} MB | ${fmt(v.loadMs)} ms | ` +
-          `${fmt(v.redisLoad?.eval?.ms)} ms / ${fmt(v.redisLoad?.scan?.ms)} ms (${fmt(v.redisLoad?.scan?.calls)} calls) |`,
+          `${fmt(v.redisLoad?.eval?.ms)} ms (${fmt(v.redisLoad?.eval?.calls)} calls) / ${fmt(v.redisLoad?.scan?.ms)} ms (${fmt(v.redisLoad?.scan?.calls)} calls) |`,
       );
     }
     lines.push('');
@@ -304,8 +304,8 @@ export function renderMarkdown(results) {
         `(its own connections and its degraded-mode cache's preallocated arrays included). A store holding ` +
         `nothing costs +${fmt(mem.emptyStoreBytes / 1e6, 1)} MB of heap and ` +
         `+${fmt(mem.emptyStoreArrayBuffersBytes / 1e6, 1)} MB of arrayBuffers (lru-cache's typed index arrays, ` +
-        'outside the V8 heap). Every process runs the load script when it starts and again every ' +
-        '`resyncInterval` (60 s); Redis serves no other client while it runs.',
+        'outside the V8 heap). Every process loads its copy when it starts and again every ' +
+        '`resyncInterval` (60 s), in batches of 1,000 states: Redis is held for one batch at a time.',
     );
     lines.push('');
     const disturbed = Object.entries(variants).flatMap(([name, v]) => {
