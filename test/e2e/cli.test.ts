@@ -364,7 +364,7 @@ describe('disable, status, list', () => {
     expect(lines[2]).toMatch(/^beta +frozen +- +- +- +- +-$/);
     expect(lines[3]).toMatch(
       new RegExp(
-        `^delta +maintenance +- +${iso} +${iso} +(2h0m0s|1h59m[45]\\ds) +${iso} \\((in 1h0s|in 59m[45]\\ds)\\)$`,
+        `^delta +maintenance +- +${iso} +${iso} +(2h0s|1h59m[45]\\ds) +${iso} \\((in 1h0s|in 59m[45]\\ds)\\)$`,
       ),
     );
     expect(lines[4]).toMatch(
