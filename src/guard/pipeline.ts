@@ -153,7 +153,7 @@ export class Pipeline {
       }
 
       const raw = routerPathname(req);
-      const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
+      const pathname = this.appPathname(req, raw);
       const request = this.pending(req, res, next, method, pathname, read);
       if (raw !== null && hasDotSegment(raw)) {
         // The router leaves dot segments alone, but a proxy, a framework or a handler joining
@@ -177,6 +177,11 @@ export class Pipeline {
     } catch (error) {
       this.failed(this.pending(req, res, next, wireMethod(req), null), error);
     }
+  }
+
+  /** The path the application routes: the router's, less a sub-app mount and `relativeUrlRoot`. */
+  private appPathname(req: IncomingMessage, raw: string | null): string | null {
+    return raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
   }
 
   /** `skip(req)`; one that throws exempts nothing. */
@@ -217,8 +222,7 @@ export class Pipeline {
    * method an override before or behind the guard could route it as.
    */
   private writesByRoute(req: IncomingMessage, method: string): boolean {
-    const raw = routerPathname(req);
-    const pathname = raw === null ? null : stripPrefix(req, raw, this.config.relativeUrlRoot);
+    const pathname = this.appPathname(req, routerPathname(req));
     if (pathname === null) return false;
     const matches = this.config.writeRoutes;
     if (matches === null) return false;
