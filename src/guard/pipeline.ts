@@ -285,8 +285,9 @@ export class Pipeline {
       if (own === undefined || instance === undefined) return request.next();
       return this.decideOn(request, namespace, own, instance);
     }
-    const own = namespace === null ? null : this.memo.read(namespace, request.req);
-    const instance = this.memo.read(INSTANCE, request.req);
+    const memo = this.memo.of(request.req);
+    const own = namespace === null ? null : this.memo.readIn(memo, namespace);
+    const instance = this.memo.readIn(memo, INSTANCE);
     if (!(own instanceof Promise) && !(instance instanceof Promise)) {
       return this.decideOn(request, namespace, own, instance);
     }

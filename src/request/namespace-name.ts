@@ -50,6 +50,7 @@ const REFUSED = '%;\\?#"<>`{}|^';
 /** Per ASCII code: 1 where a name may carry the character. Printable ASCII minus REFUSED. */
 const ALLOWED = new Uint8Array(128);
 for (let c = 0x21; c < 0x7f; c++) ALLOWED[c] = REFUSED.includes(String.fromCharCode(c)) ? 0 : 1;
+ALLOWED[0x2f] = 0; // `/`: never inside one name (a full path is cut at its first `/` first)
 
 /** `null` when `name` is a valid namespace name, else why not. Linear, no RegExp. */
 export function invalidNameReason(name: string): string | null {
@@ -61,6 +62,32 @@ export function invalidNameReason(name: string): string | null {
     if (ALLOWED[name.charCodeAt(i)] !== 1) return 'invalid-character';
   }
   return null;
+}
+
+/**
+ * The root namespace `text.slice(start, end)` names when it is a plain segment — a valid name
+ * with nothing to decode, the common case — lower-cased; `null` otherwise, and then the caller
+ * takes the general path (`decodeSegment`, `rootNamespace`), which says why. One pass over the
+ * characters and at most one new string, on every guarded write.
+ */
+export function plainNameAt(text: string, start: number, end: number): string | null {
+  const length = end - start;
+  if (length <= 0 || length > MAX_NAME_LENGTH) return null;
+  let upper = false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    // ALLOWED has no `%` and no `/`: an escape or a separator leaves the fast path.
+    if (ALLOWED[c] !== 1) return null;
+    if (c >= 0x41 && c <= 0x5a) upper = true;
+  }
+  if (
+    text.charCodeAt(start) === 0x2e &&
+    (length === 1 || (length === 2 && text.charCodeAt(start + 1) === 0x2e))
+  ) {
+    return null;
+  }
+  const name = start === 0 && end === text.length ? text : text.slice(start, end);
+  return upper ? name.toLowerCase() : name;
 }
 
 /**

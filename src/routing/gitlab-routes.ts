@@ -6,6 +6,7 @@ import {
   type NamespaceRoutes,
   NO_NAMESPACE,
   namespaceTarget,
+  namespaceTargetAt,
   ROUTER_MATCH,
   type Target,
 } from './target.js';
@@ -81,16 +82,42 @@ export function gitlabRoutes(): NamespaceRoutes {
 
 function resolveGitlabPath(pathname: string): Target {
   if (pathname.charCodeAt(0) !== 0x2f) return NO_NAMESPACE;
-  const segments = new SegmentReader(pathname);
-  const first = segments.next();
-  if (first === null) return NO_NAMESPACE;
-  if (first === '') return segments.atEnd() ? NO_NAMESPACE : EMPTY_SEGMENT;
-
-  const word = first.length <= 32 ? first.toLowerCase() : '';
-  if (!RESERVED.has(word)) return namespaceTarget(first);
-  if (word === 'groups') return candidateAt(segments);
-  if (word === 'api') return resolveApiPath(segments);
+  // The first segment without cutting it out: most writes name a namespace there, and on this
+  // path a slice, a `toLowerCase` and a Set lookup of a new string each cost as much as the rest.
+  const slash = pathname.indexOf('/', 1);
+  const end = slash === -1 ? pathname.length : slash;
+  if (end === 1) return end === pathname.length ? NO_NAMESPACE : EMPTY_SEGMENT;
+  const word = reservedAt(pathname, 1, end);
+  if (word === null) return namespaceTargetAt(pathname, 1, end);
+  if (word === 'groups') return candidateAt(new SegmentReader(pathname, end + 1));
+  if (word === 'api') return resolveApiPath(new SegmentReader(pathname, end + 1));
   return NO_NAMESPACE;
+}
+
+/** RESERVED by length, for `reservedAt`. */
+const RESERVED_BY_LENGTH: string[][] = [];
+for (const word of RESERVED) {
+  const same = RESERVED_BY_LENGTH[word.length] ?? [];
+  same.push(word);
+  RESERVED_BY_LENGTH[word.length] = same;
+}
+
+/**
+ * The reserved word `text.slice(start, end)` spells, compared as the router compares literals
+ * (ASCII case-insensitively), or `null`. Allocates nothing.
+ */
+function reservedAt(text: string, start: number, end: number): string | null {
+  const candidates = RESERVED_BY_LENGTH[end - start];
+  if (candidates === undefined) return null;
+  for (const word of candidates) {
+    let i = 0;
+    for (; i < word.length; i++) {
+      const c = text.charCodeAt(start + i);
+      if ((c >= 0x41 && c <= 0x5a ? c + 0x20 : c) !== word.charCodeAt(i)) break;
+    }
+    if (i === word.length) return word;
+  }
+  return null;
 }
 
 /** `/api/v3|v4/projects|groups|namespaces/:id/...` */
@@ -168,13 +195,15 @@ function readsAsNumber(value: string): boolean {
 
 /** True for GitLab's reserved top-level words (raw segment, any case): never a namespace. */
 export function isReservedTopLevel(segment: string): boolean {
-  return segment.length <= 32 && RESERVED.has(segment.toLowerCase());
+  return reservedAt(segment, 0, segment.length) !== null;
 }
 
 /** Walks raw `/`-separated segments left to right without splitting the whole path. */
 class SegmentReader {
-  private position = 1;
-  constructor(private readonly path: string) {}
+  constructor(
+    private readonly path: string,
+    private position: number,
+  ) {}
 
   /** The next raw segment, `''` for an empty one, `null` past the end. */
   next(): string | null {

@@ -1,4 +1,4 @@
-import { decodeSegment, invalidNameReason, rootNamespace } from '../request/namespace-name.js';
+import { decodeSegment, plainNameAt, rootNamespace } from '../request/namespace-name.js';
 
 /**
  * Where a request path says its namespace is. Path in, target out: the same raw pathname the
@@ -34,14 +34,14 @@ export const NO_NAMESPACE: Target = Object.freeze({ type: 'none' });
 
 /** Decodes a raw candidate once and turns it into a target. */
 export function namespaceTarget(raw: string): Target {
-  // The common case, a plain segment, without the intermediate result objects.
-  if (raw.indexOf('%') === -1 && raw.indexOf('/') === -1) {
-    const invalid = invalidNameReason(raw);
-    return invalid === null
-      ? { type: 'namespace', namespace: raw.toLowerCase() }
-      : { type: 'invalid', reason: invalid };
-  }
-  const decoded = decodeSegment(raw);
+  return namespaceTargetAt(raw, 0, raw.length);
+}
+
+/** `namespaceTarget(text.slice(start, end))`, without the slice for a plain name. */
+export function namespaceTargetAt(text: string, start: number, end: number): Target {
+  const plain = plainNameAt(text, start, end);
+  if (plain !== null) return { type: 'namespace', namespace: plain };
+  const decoded = decodeSegment(text.slice(start, end));
   if (!decoded.ok) return { type: 'invalid', reason: decoded.reason };
   const root = rootNamespace(decoded.value);
   return root.ok

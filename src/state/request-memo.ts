@@ -26,7 +26,7 @@ type Value = MaybePromise<NamespaceState | null>;
  * the first two live in fields and only a third starts a Map: one small object per write
  * instead of a Map and its entries (about 50 ns a request, measured with bench/micro.mjs).
  */
-class Memo {
+export class Memo {
   k0: string | undefined = undefined;
   v0: Value | undefined = undefined;
   k1: string | undefined = undefined;
@@ -72,7 +72,11 @@ export class RequestMemo {
    * rejected promise.
    */
   read(key: string, req: IncomingMessage | undefined): MaybePromise<NamespaceState | null> {
-    const memo = req === undefined ? undefined : this.#memo(req);
+    return this.readIn(req === undefined ? undefined : this.of(req), key);
+  }
+
+  /** `read`, in a memo already found with `of` (a write reads two keys: one lookup of the memo). */
+  readIn(memo: Memo | undefined, key: string): MaybePromise<NamespaceState | null> {
     const seen = memo?.get(key);
     if (seen !== undefined) return seen;
     let value: Value;
@@ -95,7 +99,7 @@ export class RequestMemo {
    * at hand.
    */
   peek(key: string, req: IncomingMessage): NamespaceState | null | undefined {
-    const memo = this.#memo(req);
+    const memo = this.of(req);
     const seen = memo.get(key);
     if (seen !== undefined) return seen instanceof Promise ? undefined : seen;
     let value: NamespaceState | null | undefined;
@@ -110,7 +114,7 @@ export class RequestMemo {
   }
 
   /** The request's memo, created on first use. */
-  #memo(req: IncomingMessage): Memo {
+  of(req: IncomingMessage): Memo {
     const locals = (req as ExpressRequest).res?.locals;
     if (typeof locals === 'object' && locals !== null) {
       let memo = locals[MEMO];

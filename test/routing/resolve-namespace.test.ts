@@ -51,6 +51,12 @@ const UNTRUSTED: [path: string, reason: string][] = [
   ['/%C3%A4cme/x', 'invalid-character'],
   ['/%2Facme/x', 'empty'],
   [`/${'a'.repeat(256)}/x`, 'too-long'],
+  // Raw characters outside printable ASCII (Node hands bytes >= 0x80 over as latin1).
+  ['/\u00e4cme/x', 'invalid-character'],
+  ['/ac me/x', 'invalid-character'],
+  // The router compares literals ASCII-case-insensitively: the Kelvin sign is no `k`, so this is
+  // no reserved word, and no valid name either.
+  ['/.well-\u212Anown/x', 'invalid-character'],
   ['/groups//acme/x', 'empty-segment'],
   ['/groups/acme%ZZ/x', 'undecodable'],
   ['/api/v4/projects//issues', 'empty-segment'],
@@ -88,6 +94,10 @@ describe('gitlabRoutes().resolve', () => {
     ['/%41CME/x', ns('acme')],
     ['/acme%2Fteam/x', ns('acme')],
     ['/acme.io/x', ns('acme.io')],
+    ['/.acme/x', ns('.acme')],
+    [`/${'A'.repeat(255)}/x`, ns('a'.repeat(255))],
+    ['/Users-1/x', ns('users-1')],
+    ['/GROUPSX/x', ns('groupsx')],
     ['/gitlab/acme/x', ns('gitlab')],
     ['/groups/acme/sub/-/edit', ns('acme')],
     ['/GROUPS/Acme/x', ns('acme')],
