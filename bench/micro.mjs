@@ -45,6 +45,10 @@ const { values } = parseArgs({
     // Only these cases (repeatable), e.g. under `node --cpu-prof` to see where one spends.
     case: { type: 'string', multiple: true },
     rounds: { type: 'string' },
+    // After the rounds, profile this one case again, in the JIT state the others left, into
+    // this .cpuprofile file (open it in Chrome DevTools).
+    'profile-case': { type: 'string' },
+    'profile-out': { type: 'string', default: 'micro.cpuprofile' },
   },
 });
 const quick = values.quick;
@@ -83,7 +87,7 @@ class FakeResponse extends EventEmitter {
   end() {
     this.writableEnded = true;
     this.over();
-    this.done('end');
+    this.done(END);
     return this;
   }
   /** What Node emits when a response is over: `finish`, then `close` (the fence counts on it). */
@@ -108,10 +112,19 @@ function requests(method, url, headers = {}) {
   });
 }
 
+/**
+ * How a decision ended, as small integers counted in a typed array: the harness's own callbacks
+ * are shared by every case, and counting by outcome name made them megamorphic, which added
+ * ~60 ns to every case (the `overhead` floor included) once several cases had run.
+ */
+const NEXT = 0;
+const END = 1;
+const ERROR = 2;
+const OUTCOME_NAMES = ['next', 'end', 'error'];
 /** Outcomes per case: every decision of a case must end the way its first one did. */
 const outcomes = {};
 
-/** Calls `middleware` once; `done(outcome)` runs when it has finished ('next', 'end', 'error'). */
+/** Calls `middleware` once; `done(outcome)` runs when it has finished (NEXT, END, ERROR). */
 function decideOnce(middleware, req, done) {
   const res = new FakeResponse(done);
   // What Express's init middleware does before any other: the two objects point at each other,
@@ -121,14 +134,14 @@ function decideOnce(middleware, req, done) {
   res.locals = Object.create(null);
   middleware(req, res, (error) => {
     res.over();
-    done(error === undefined ? 'next' : 'error');
+    done(error === undefined ? NEXT : ERROR);
   });
   return res;
 }
 
 /** One tinybench iteration: BATCH decisions, resolved when the last one has finished. */
 function batchTask(name, middleware, make) {
-  const counts = { next: 0, end: 0, error: 0 };
+  const counts = new Int32Array(3);
   outcomes[name] = counts;
   return () =>
     new Promise((resolve) => {
@@ -286,8 +299,10 @@ for (const c of CASES) {
   });
   c.sync = outcome !== null;
   while (outcome === null) await new Promise((r) => setImmediate(r));
-  if (outcome !== c.expect) {
-    throw new Error(`micro: ${c.name} finished with ${outcome}, expected ${c.expect}`);
+  if (OUTCOME_NAMES[outcome] !== c.expect) {
+    throw new Error(
+      `micro: ${c.name} finished with ${OUTCOME_NAMES[outcome]}, expected ${c.expect}`,
+    );
   }
   if (c.expect === 'end' && res.statusCode !== 503) {
     throw new Error(`micro: ${c.name} answered ${res.statusCode}`);
@@ -330,13 +345,36 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 for (const c of CASES) {
-  const seen = outcomes[c.name] ?? {};
+  const seen = Object.fromEntries(
+    OUTCOME_NAMES.map((name, code) => [name, outcomes[c.name]?.[code] ?? 0]),
+  );
   const wrong = Object.entries(seen).filter(([outcome, n]) => outcome !== c.expect && n > 0);
   if (wrong.length > 0) {
     throw new Error(
       `micro: ${c.name}: decisions that did not end in ${c.expect}: ${JSON.stringify(seen)}`,
     );
   }
+}
+
+const profiled = CASES.find((c) => c.name === values['profile-case']);
+if (values['profile-case'] !== undefined) {
+  if (profiled === undefined)
+    throw new Error(`--profile-case: ${values['profile-case']} did not run`);
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 20 });
+  const bench = new Bench({ time: 2000, warmupTime: 0, iterations: 20, throws: true });
+  bench.add(profiled.name, batchTask(profiled.name, profiled.mw, profiled.make), {
+    afterEach: () => new Promise((resolve) => setImmediate(resolve)),
+  });
+  await session.post('Profiler.start');
+  await bench.run();
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(values['profile-out'], JSON.stringify(profile));
+  session.disconnect();
 }
 
 const cases = {};
