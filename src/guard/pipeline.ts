@@ -21,7 +21,7 @@ import {
 } from '../request/path.js';
 import type { AllowRule } from '../routing/allowlist.js';
 import type { IdKind, NamespaceRoutes } from '../routing/target.js';
-import type { MaybePromise, RequestMemo } from '../state/request-memo.js';
+import { type MaybePromise, Memo, type RequestMemo } from '../state/request-memo.js';
 import { INSTANCE, type NamespaceState } from '../state/values.js';
 import type { StateStore, WriterRegistration } from '../stores/store.js';
 import { withTimeout } from '../timeout.js';
@@ -46,9 +46,10 @@ export type NextFunction = (error?: unknown) => void;
 
 /**
  * One write being decided. It is also the verdict's input, filled in as the pipeline learns the
- * target and the states: one object per write, not one more per decision.
+ * target and the states, and the request's memo when it has none yet: one object per write, not
+ * one more per decision.
  */
-class Pending implements VerdictInput<Pending> {
+class Pending extends Memo implements VerdictInput<Pending> {
   namespace: string | null = null;
   unknowable: Unknowable | undefined = undefined;
   nothingClosed = false;
@@ -84,6 +85,7 @@ class Pending implements VerdictInput<Pending> {
     /** Only reads: a frozen state is the only one that refuses it. */
     readonly read: boolean,
   ) {
+    super();
     this.route = pathname === null ? null : this;
   }
 }
@@ -285,7 +287,7 @@ export class Pipeline {
       if (own === undefined || instance === undefined) return request.next();
       return this.decideOn(request, namespace, own, instance);
     }
-    const memo = this.memo.of(request.req);
+    const memo = this.memo.of(request.req, request);
     const own = namespace === null ? null : this.memo.readIn(memo, namespace);
     const instance = this.memo.readIn(memo, INSTANCE);
     if (!(own instanceof Promise) && !(instance instanceof Promise)) {
