@@ -104,8 +104,10 @@ const MAX_MOUNT_DEPTH = 32;
  * refuses an empty segment where a name is expected.
  */
 function subAppPrefix(req: IncomingMessage, pathname: string): number | null {
-  const chain: string[] = [];
   let app = (req as ExpressLikeRequest).app;
+  // Not in a sub-app (the root application, or no Express): nothing to measure.
+  if (app?.parent == null) return 0;
+  const chain: string[] = [];
   for (let depth = 0; app?.parent != null; depth++) {
     if (depth === MAX_MOUNT_DEPTH) return null;
     const mountpath = app.mountpath;

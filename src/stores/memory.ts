@@ -32,6 +32,8 @@ export class MemoryStateStore implements StateStore {
   readonly #states = new Map<string, NamespaceState>();
   /** The keys whose state closes writes: what `anyClosed()` looks at, however many are open. */
   readonly #closed = new Set<string>();
+  /** How many of them cannot run out (no `ttl`): while any is, `anyClosed()` iterates nothing. */
+  #closedForever = 0;
   /** The keys whose state is `frozen`: what `anyFrozen()` looks at. */
   readonly #frozen = new Set<string>();
   readonly #listeners: ChangeListeners;
@@ -75,11 +77,13 @@ export class MemoryStateStore implements StateStore {
         'namespace-read-only: unrecognised state value; treated as maintenance',
       );
     }
+    this.#forget(key);
     this.#states.set(key, expiring);
-    if (expiring.state === 'active') this.#closed.delete(key);
-    else this.#closed.add(key);
+    if (expiring.state !== 'active') {
+      this.#closed.add(key);
+      if (expiring.expiresAt === undefined) this.#closedForever++;
+    }
     if (expiring.state === 'frozen') this.#frozen.add(key);
-    else this.#frozen.delete(key);
     this.#listeners.emit(key, before, expiring, 'local');
   }
 
@@ -101,6 +105,7 @@ export class MemoryStateStore implements StateStore {
   }
 
   anyClosed(): boolean {
+    if (this.#closedForever > 0) return true;
     for (const key of this.#closed) if (this.peek(key) !== null) return true;
     return false;
   }
@@ -133,6 +138,10 @@ export class MemoryStateStore implements StateStore {
   }
 
   #forget(key: string): void {
+    const state = this.#states.get(key);
+    if (state !== undefined && state.state !== 'active' && state.expiresAt === undefined) {
+      this.#closedForever--;
+    }
     this.#states.delete(key);
     this.#closed.delete(key);
     this.#frozen.delete(key);

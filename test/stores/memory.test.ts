@@ -132,6 +132,27 @@ describe('MemoryStateStore', () => {
       expect(store.anyClosed()).toBe(false);
     });
 
+    it('follows a state replaced by one with or without a TTL, and set twice', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        await store.set('acme', 'maintenance');
+        await store.set('acme', 'maintenance');
+        await store.set('acme', 'maintenance', { ttl: 1000 });
+        expect(store.anyClosed()).toBe(true);
+        vi.advanceTimersByTime(1000);
+        // The state without a TTL was replaced, not kept beside the one that ran out.
+        expect(store.anyClosed()).toBe(false);
+        await store.set('acme', 'frozen', { ttl: 1000 });
+        await store.set('acme', 'frozen');
+        vi.advanceTimersByTime(5000);
+        expect(store.anyClosed()).toBe(true);
+        await store.delete('acme');
+        expect(store.anyClosed()).toBe(false);
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
     it('is false once a state with a TTL has expired', async () => {
       vi.useFakeTimers({ toFake: ['Date'] });
       try {
