@@ -144,7 +144,7 @@ function startsWithSegment(pathname: string, prefix: string, at: number): boolea
  * segments before sending (RFC 3986, 5.2.4), so only a crafted request carries one.
  */
 export function hasDotSegment(pathname: string): boolean {
-  if (pathname.indexOf('.') === -1 && pathname.indexOf('%') === -1) return false;
+  if (!DOT_OR_ESCAPE.test(pathname)) return false;
   let start = pathname.charCodeAt(0) === 0x2f ? 1 : 0;
   while (start <= pathname.length) {
     const slash = pathname.indexOf('/', start);
@@ -154,6 +154,9 @@ export function hasDotSegment(pathname: string): boolean {
   }
   return false;
 }
+
+/** One pass instead of two `indexOf`s: nearly every path has neither. */
+const DOT_OR_ESCAPE = /[.%]/;
 
 function readsAsDotSegment(segment: string): boolean {
   let current = segment;
