@@ -156,14 +156,15 @@ export function renderMarkdown(results) {
   if (micro.length > 0) {
     const s = results.microSetup ?? {};
     lines.push(
-      `### The guard's own cost (in process, tinybench; batches of ${s.batch}, median of ${s.rounds} rounds)`,
+      `### The guard's own cost (in process, tinybench; batches of ${s.batch}, median of ${s.rounds} rounds in each of ${s.processes ?? 1} processes)`,
     );
     lines.push('');
-    lines.push('| case | what | ns per decision |');
-    lines.push('| --- | --- | ---: |');
+    lines.push('| case | what | ns per decision | each process |');
+    lines.push('| --- | --- | ---: | ---: |');
     for (const [name, c] of micro) {
+      const each = (c.processMedians ?? [c.nsPerOp]).map((v) => fmt(v, 0)).join(' / ');
       lines.push(
-        `| \`${name}\` | ${c.what}${c.synchronous ? '' : ' (async)'} | ${fmt(c.nsPerOp, 1)} |`,
+        `| \`${name}\` | ${c.what}${c.synchronous ? '' : ' (async)'} | ${fmt(c.nsPerOp, 1)} | ${each} |`,
       );
     }
     lines.push('');
