@@ -37,6 +37,7 @@ export { INSTANCE, type NamespaceState, type StateInput } from './state/values.j
 export { MemoryStateStore, type MemoryStateStoreOptions } from './stores/memory.js';
 export type { LiveProcess, ProcessAnnouncement } from './stores/redis/announce.js';
 export type { AuditEntry, AuditOptions } from './stores/redis/audit.js';
+export type { RedisClientLike } from './stores/redis/client.js';
 export type { RedisStateStoreOptions } from './stores/redis/options.js';
 export {
   type EnableOptions,

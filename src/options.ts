@@ -24,7 +24,15 @@ export type ResolveId = (
   id: string,
 ) => string | null | undefined | Promise<string | null | undefined>;
 
-export interface NamespaceReadOnlyOptions<Req extends IncomingMessage = IncomingMessage> {
+/**
+ * Generic over the request and response types the callbacks take, so that callbacks typed with
+ * Express's `Request` and `Response` (4 or 5) compile: `namespaceReadOnly({ skip: (req: Request)
+ * => ... })` infers them.
+ */
+export interface NamespaceReadOnlyOptions<
+  Req extends IncomingMessage = IncomingMessage,
+  Res extends ServerResponse = ServerResponse,
+> {
   /** Where states live. Default: a new `MemoryStateStore`. */
   store?: StateStore;
   /**
@@ -92,7 +100,7 @@ export interface NamespaceReadOnlyOptions<Req extends IncomingMessage = Incoming
    * Replaces the built-in refusal: called with the status and headers already set, and `info`
    * (namespace, reason, retryAfter...). It must answer; `next` is there for `next(error)`.
    */
-  handler?: (req: Req, res: ServerResponse, next: NextFunction, info: RefusalInfo) => void;
+  handler?: (req: Req, res: Res, next: NextFunction, info: RefusalInfo) => void;
   /** Exempts a request before any work: `true` lets it through untouched. */
   skip?: (req: Req) => boolean;
   /**

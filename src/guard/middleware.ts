@@ -35,9 +35,10 @@ export interface NamespaceReadOnlyMiddleware extends Checks {
   close(): Promise<void>;
 }
 
-export function namespaceReadOnly<Req extends IncomingMessage = IncomingMessage>(
-  options?: NamespaceReadOnlyOptions<Req>,
-): NamespaceReadOnlyMiddleware {
+export function namespaceReadOnly<
+  Req extends IncomingMessage = IncomingMessage,
+  Res extends ServerResponse = ServerResponse,
+>(options?: NamespaceReadOnlyOptions<Req, Res>): NamespaceReadOnlyMiddleware {
   const config = resolveOptions(options);
   if (config.routes.numericIds === true && config.resolveId === undefined) {
     config.logger.warn(

@@ -5,6 +5,19 @@ import { RedisTransactionError } from '../../errors.js';
 
 export type RedisClient = Redis | Cluster;
 
+/**
+ * An ioredis `Redis` or `Cluster`, as the public declarations name it: by members both have, so
+ * that they compile where ioredis is not installed (an application on the memory store, with
+ * `skipLibCheck: false`). The store checks at construction that it was given a client, and uses
+ * it through ioredis's own types inside.
+ */
+export interface RedisClientLike {
+  /** ioredis's connection status (`'ready'`, `'connecting'`, `'end'`...). */
+  readonly status: string;
+  multi(...args: never[]): unknown;
+  duplicate(...args: never[]): unknown;
+}
+
 export function isCluster(redis: RedisClient): redis is Cluster {
   return (redis as { isCluster?: boolean }).isCluster === true;
 }

@@ -1,14 +1,14 @@
 import { OptionsError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { loggerOption, oneOf, optionsObject, wholeNumber } from '../../options.js';
-import type { RedisClient } from './client.js';
+import type { RedisClient, RedisClientLike } from './client.js';
 import { DEFAULT_PREFIX } from './keys.js';
 
 /** `RedisStateStore`'s options, validated once like the guard's. */
 
 export interface RedisStateStoreOptions {
   /** An ioredis `Redis` or `Cluster`. It stays yours: the store never closes it. */
-  readonly redis: RedisClient;
+  readonly redis: RedisClientLike;
   /** Key prefix. Default `'nsro:'`. */
   readonly prefix?: string;
   /**

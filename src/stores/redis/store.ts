@@ -24,7 +24,7 @@ import type {
 import { Announcer, type LiveProcess, readAnnouncements } from './announce.js';
 import { type AuditEntry, type AuditOptions, readAudit, readLatest, writeChange } from './audit.js';
 import { StateCache } from './cache.js';
-import { isCluster, type RedisClient, scanAll } from './client.js';
+import { isCluster, type RedisClient, type RedisClientLike, scanAll } from './client.js';
 import { CountingLimiter } from './failures.js';
 import { RedisKeys } from './keys.js';
 import {
@@ -89,7 +89,9 @@ export interface RedisStateStoreStatus {
 }
 
 export class RedisStateStore implements StateStore {
-  readonly redis: RedisClient;
+  /** The client it was given (typed loosely in public: see RedisClientLike). */
+  readonly redis: RedisClientLike;
+  readonly #redis: RedisClient;
   readonly prefix: string;
   readonly #config: RedisStoreConfig;
   readonly #keys: RedisKeys;
@@ -118,6 +120,7 @@ export class RedisStateStore implements StateStore {
   constructor(options: RedisStateStoreOptions) {
     const config = resolveRedisOptions(options);
     this.#config = config;
+    this.#redis = config.redis;
     this.redis = config.redis;
     this.prefix = config.prefix;
     this.#keys = new RedisKeys(config.prefix);
@@ -125,7 +128,7 @@ export class RedisStateStore implements StateStore {
     this.#errors = new CountingLimiter(this.#logger);
     this.#listeners = new ChangeListeners(this.#errors);
     this.#known = new KnownStates(this.#listeners, config.max);
-    this.#reads = new RedisReads(this.redis, this.#keys, config.timeout, this.#errors);
+    this.#reads = new RedisReads(this.#redis, this.#keys, config.timeout, this.#errors);
     this.#cache = new StateCache({
       max: config.max,
       ttl: config.ttl,
@@ -140,7 +143,7 @@ export class RedisStateStore implements StateStore {
     });
     this.#announcer = config.announce
       ? new Announcer(
-          this.redis,
+          this.#redis,
           this.#keys,
           this.#id,
           config.canaryInterval,
@@ -151,7 +154,7 @@ export class RedisStateStore implements StateStore {
       : null;
     const announcer = this.#announcer;
     this.#sync = new Sync(
-      this.redis,
+      this.#redis,
       this.#keys,
       {
         subscribe: config.subscribe,
@@ -271,7 +274,7 @@ export class RedisStateStore implements StateStore {
     reason: string | undefined,
   ): Promise<void> {
     const { old, oldTtl, auditError } = await writeChange(
-      this.redis,
+      this.#redis,
       this.#keys,
       this.#config.auditMax,
       { name, value, ttl, actor: actor ?? this.#actor, reason },
@@ -291,7 +294,7 @@ export class RedisStateStore implements StateStore {
    * appends nothing.
    */
   audit(options: AuditOptions = {}): Promise<AuditEntry[]> {
-    return readAudit(this.redis, this.#keys, options);
+    return readAudit(this.#redis, this.#keys, options);
   }
 
   /**
@@ -351,14 +354,14 @@ export class RedisStateStore implements StateStore {
   async wait(namespace: string, options: WaitOptions = {}): Promise<WaitResult> {
     const name = namespaceKey(namespace);
     const read = async () => (await this.#reads.read([name]))[0] ?? null;
-    return waitForFence(this.redis, this.#keys, name, read, options);
+    return waitForFence(this.#redis, this.#keys, name, read, options);
   }
 
   /** Registers this process for the migration fence; called by each guard using the store. */
   register(inflight: InflightWrites): WriterRegistration {
     if (this.#member === null) {
       this.#member = new FenceMember(
-        this.redis,
+        this.#redis,
         this.#keys,
         inflight,
         { heartbeatTtl: this.#config.heartbeatTtl },
@@ -388,7 +391,7 @@ export class RedisStateStore implements StateStore {
   /** A read past every copy (which it refreshes): is `namespace` closed right now? */
   async #closedNow(namespace: string): Promise<boolean> {
     this.#cache.invalidate(namespace);
-    const state = isCluster(this.redis)
+    const state = isCluster(this.#redis)
       ? await this.#cache.get(namespace)
       : ((await this.#sync.readNow([namespace]))[0] ?? null);
     return state !== null && state.state !== 'active';
@@ -396,7 +399,7 @@ export class RedisStateStore implements StateStore {
 
   /** Every namespace with a state, read straight from Redis (SCAN, every master of a Cluster). */
   async list(): Promise<{ namespace: string; state: NamespaceState }[]> {
-    const keys = await scanAll(this.redis, this.#keys.statePattern);
+    const keys = await scanAll(this.#redis, this.#keys.statePattern);
     const names = keys.map((k) => this.#keys.namespaceOf(k)).sort();
     const states = await this.#reads.read(names);
     return names.flatMap((namespace, i) => {
@@ -410,7 +413,7 @@ export class RedisStateStore implements StateStore {
    * stream that stops once each is found; a namespace without one is absent from the map.
    */
   lastChanges(namespaces: readonly string[]): Promise<Map<string, AuditEntry>> {
-    return readLatest(this.redis, this.#keys, [...new Set(namespaces.map(namespaceKey))]);
+    return readLatest(this.#redis, this.#keys, [...new Set(namespaces.map(namespaceKey))]);
   }
 
   /**
@@ -419,7 +422,7 @@ export class RedisStateStore implements StateStore {
    * what the keyspace holds.
    */
   processes(): Promise<LiveProcess[]> {
-    return readAnnouncements(this.redis, this.#keys);
+    return readAnnouncements(this.#redis, this.#keys);
   }
 
   /** What this process announces: read at each announcement, so nothing is measured per request. */
@@ -500,7 +503,7 @@ export class RedisStateStore implements StateStore {
     // refused and retried 100 ms later by ioredis (without an offline queue), so announcing
     // while the first requests open their connections could cost one of their reads its budget.
     // The first tick (a second later) announces it there.
-    if (announcer !== null && !isCluster(this.redis)) {
+    if (announcer !== null && !isCluster(this.#redis)) {
       void this.#sync.firstSync.then(() => announcer.announce(true));
     }
   }
