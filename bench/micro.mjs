@@ -23,10 +23,12 @@
 // store with nothing in maintenance (a separate key prefix for Redis), where `anyClosed()` is
 // false and the guard admits a write without parsing it: what most writes cost most of the time.
 //
-// How much JIT state matters, on the 2-core machine the results come from: the same script
-// gave writeWarm ~500 ns in some runs and ~630-700 ns in others (bimodal, whatever the other
-// cases), and ~450-570 ns in a process that ran only one other case before it. Read the
-// per-round figures and compare runs before trusting a difference of less than ~30%.
+// How noisy it is, on the 2-core virtual machine the results come from: a process settles in
+// one JIT state or another (writeWarm ~450 ns in one process, ~500 in the next), the first rounds
+// run before it settles (two warm-up rounds are thrown away), and now and then a whole round of
+// every case, the harness alone included, runs ~2x slower (not a GC or a deopt: --trace-gc and
+// --trace-deopt show neither). npm run bench runs three processes and takes the median of every
+// measured round; read the per-round figures before trusting a difference under ~10%.
 import { EventEmitter } from 'node:events';
 import { parseArgs } from 'node:util';
 import express from 'express';
