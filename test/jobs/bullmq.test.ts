@@ -229,6 +229,8 @@ describe('guardedProcessor with BullMQ workers', () => {
       order.push('job finished');
       return 'ran';
     });
+    // A failing assertion must not leave the job blocked: the worker's close waits for it.
+    closers.push(() => release());
     const running = once(started, 'started');
     await h.worker.pause(true);
     const id = (await h.queue.add('job', { ns: 'acme' })).id as string;
