@@ -193,7 +193,9 @@ export function guardedProcessor<
     signal?: AbortSignal,
   ): Promise<ResultType> {
     const named = namespaceOf(job);
-    const namespace = named ?? '*';
+    // Only `null` means "no namespace": `undefined` (a misspelt field) must not pass as the
+    // instance alone, so `runWrite` rejects it as a name and the job fails.
+    const namespace = named === null ? '*' : named;
     let started = false;
     try {
       return await guard.runWrite(namespace, () => {

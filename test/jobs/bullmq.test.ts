@@ -286,6 +286,21 @@ describe('guardedProcessor with BullMQ workers', () => {
     expect(open.ran).toEqual([ran]);
   });
 
+  it('fails a job whose namespaceOf gives no name (undefined), rather than judging the instance alone', async () => {
+    const h = await harness(async () => 'ran', {
+      namespaceOf: (job) => (job.data as { missing?: string }).missing as string,
+    });
+    await store.set('acme', 'maintenance');
+    await h.worker.pause(true);
+    const id = (await h.queue.add('job', { ns: 'acme' })).id as string;
+    const failed = h.next('failed', id);
+    h.worker.resume();
+    await failed;
+    const job = await h.queue.getJob(id);
+    expect(job?.failedReason).toMatch(/not a namespace name/);
+    expect(h.ran).toEqual([]);
+  });
+
   it("fails a job normally when its own work throws, the guard's refusal included", async () => {
     const h = await harness(async () => {
       await guard.assertWritable('acme');
