@@ -79,8 +79,9 @@ Exit codes:
   1  another failure (Redis answered with an error, the connection broke mid-command)
   2  bad input: nothing was written
   3  the wait timed out (the namespace stays in maintenance)
-  4  Redis unreachable (nothing was written)
-  5  wait: the namespace is not in maintenance (nothing to wait for; nothing written)`;
+  4  Redis unreachable (or ioredis not installed)
+  5  wait: the namespace is not in maintenance (writable: nothing to wait for, nothing
+     written)`;
 
 export interface Values {
   readonly for?: string | undefined;
@@ -222,8 +223,9 @@ export function parseDuration(text: string): number {
 
 /**
  * The key of the namespace a command names. A reserved top-level word (`groups`, `api`...) is
- * refused: no request ever maps to it, so a state there would change nothing but look as if it
- * did. `disable` still takes one, to remove a state set by other means (redis-cli, code).
+ * refused: no namespace has that name, so a state there would close nothing an operator meant
+ * while looking as if it did (`enable groups` for `enable groups/acme`, a typo). `disable` still
+ * takes one, to remove a state set by other means (redis-cli, code).
  */
 export function checkedNamespace(namespace: string | undefined, command: string): string {
   if (namespace === undefined)
@@ -239,7 +241,7 @@ export function checkedNamespace(namespace: string | undefined, command: string)
     const group = key === 'groups' ? groupOf(namespace.slice(key.length + 1)) : null;
     const hint = group === null ? '' : `; for the group at /groups/${group}, name ${group}`;
     throw new UsageError(
-      `"${key}" is a reserved top-level word, not a namespace: no request maps to it${hint}`,
+      `"${key}" is a reserved top-level word, not a namespace (GitLab allows no namespace by that name)${hint}`,
     );
   }
   return key;

@@ -125,6 +125,8 @@ const READ_ONLY_COMMANDS = new Set([
   'info',
   'keys',
   'get',
+  'mget',
+  'pttl',
   'ping',
   'hello',
   'client|setinfo',
@@ -995,7 +997,7 @@ describe('bad input: one line on stderr, exit 2, nothing written, Redis never co
     [
       'a reserved word as a namespace',
       ['enable', 'groups'],
-      /^nsro: "groups" is a reserved top-level word, not a namespace: no request maps to it \(see/,
+      /^nsro: "groups" is a reserved top-level word, not a namespace \(GitLab allows no namespace by that name\) \(see/,
     ],
     ['a reserved word in another case', ['enable', 'API'], /"api" is a reserved top-level word/],
     [
