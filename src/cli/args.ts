@@ -56,10 +56,8 @@ Commands:
   log [<ns>] [--limit 20]
                        the audit trail, newest first: every change made with nsro
                        or a store (all namespaces without <ns>)
-  Use '*' as <ns> for the whole instance.
-
-  A reserved top-level word (groups, api, admin, help...) is no namespace: refused by
-  every command but disable.
+  Use '*' as <ns> for the whole instance. A reserved top-level word (groups, api,
+  admin, help...) is no namespace: every command but disable refuses it.
 
 Options:
   --json               print one JSON document instead (every command; errors stay
