@@ -1,16 +1,32 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_TTL, MIN_SECRET_LENGTH } from '../bypass/token.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_WAIT_TIMEOUT } from '../fence/wait.js';
 import { namespaceKey } from '../request/namespace-name.js';
+import { isReservedTopLevel } from '../routing/gitlab-routes.js';
 
 /**
  * The command line, read and checked completely before anything connects: a typo writes
  * nothing and exits 2.
  */
 
-export const EXIT = { ok: 0, unreachable: 1, usage: 2, waitTimedOut: 3 } as const;
+/**
+ * One code per outcome a script may branch on. 3 kept its meaning from before codes 4 and 5
+ * existed, so a script that retries a timed-out wait still works.
+ */
+export const EXIT = {
+  ok: 0,
+  /** Anything else: Redis answered with an error, the connection broke mid-command, a bug. */
+  failed: 1,
+  usage: 2,
+  waitTimedOut: 3,
+  unreachable: 4,
+  /** `wait` on a namespace that is writable: no fence to wait for, and nothing was written. */
+  notInMaintenance: 5,
+} as const;
 
 export const USAGE = `Usage: nsro <command> [options]
 
@@ -40,19 +56,30 @@ Commands:
   log [<ns>] [--limit 20]
                        the audit trail, newest first: every change made with nsro
                        or a store (all namespaces without <ns>)
-  Use '*' as <ns> for the whole instance.
+  Use '*' as <ns> for the whole instance. A reserved top-level word (groups, api,
+  admin, help...) is no namespace: every command but disable refuses it.
 
 Options:
   --json               print one JSON document instead (every command; errors stay
                        one line on stderr)
   --actor <name>       who makes the change, for the audit trail (enable, disable;
                        default: <os user>@<hostname> (nsro))
-  --redis <url>        Redis URL (default: $REDIS_URL or redis://127.0.0.1:6379)
+  --redis <url>        redis://[user:password@]host[:port][/db], rediss://... or a
+                       Unix socket path (default: $REDIS_URL, which must not be set
+                       empty, else redis://127.0.0.1:6379); a database the server
+                       does not have is bad input
   --prefix <prefix>    key prefix (default: nsro:)
+  -V, --version        print the version
   -h, --help
 
-Exit codes: 0 done, 1 Redis unreachable or refused, 2 bad input (nothing written),
-3 the wait timed out (the namespace stays in maintenance).`;
+Exit codes:
+  0  done
+  1  another failure (Redis answered with an error, the connection broke mid-command)
+  2  bad input: nothing was written
+  3  the wait timed out (the namespace stays in maintenance)
+  4  Redis unreachable (or ioredis not installed)
+  5  wait: the namespace is not in maintenance (writable: nothing to wait for, nothing
+     written)`;
 
 export interface Values {
   readonly for?: string | undefined;
@@ -70,6 +97,7 @@ export interface Values {
   readonly 'secret-file'?: string | undefined;
   readonly json?: boolean | undefined;
   readonly help?: boolean | undefined;
+  readonly version?: boolean | undefined;
 }
 
 export interface Parsed {
@@ -102,10 +130,11 @@ export function parse(argv: string[]): Parsed {
         'secret-file': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
       },
     });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(parserMessage(error));
   }
   const [command = '', namespace, ...extra] = parsed.positionals;
   if (extra.length > 0) {
@@ -117,6 +146,53 @@ export function parse(argv: string[]): Parsed {
     );
   }
   return { command, namespace, values: parsed.values as Values };
+}
+
+/**
+ * node's parseArgs errors in the CLI's words: its own span sentences and quote the option with a
+ * quote left unbalanced (`as in '-- "--foo"`), and they name JavaScript, not the command line.
+ */
+function parserMessage(error: unknown): string {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  const text = typeof message === 'string' ? message : String(error);
+  const option = /'(-{1,2}[^' ]*)/.exec(text)?.[1] ?? 'an option';
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option ${option}`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      if (/does not take an argument/.test(text)) return `${option} takes no value`;
+      if (/ambiguous/.test(text)) {
+        return `${option} needs a value (one starting with '-' goes as ${option}=<value>)`;
+      }
+      return `${option} needs a value`;
+    default:
+      // Not expected from the options above; its first line at least, and no stack.
+      return text.split('\n')[0] ?? 'bad command line';
+  }
+}
+
+/**
+ * The package's version, from the package.json above this file: the built `dist/bin.js` sits
+ * one level below it (in the repository and in an installed package alike), the source two.
+ */
+export function packageVersion(from: string = import.meta.url): string {
+  let dir = dirname(fileURLToPath(from));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (pkg.name === 'namespace-read-only' && typeof pkg.version === 'string') {
+        return pkg.version;
+      }
+    } catch {
+      // no (readable) package.json here: look further up
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('cannot find the package.json of namespace-read-only');
+    dir = parent;
+  }
 }
 
 const UNITS: Readonly<Record<string, number>> = {
@@ -143,13 +219,38 @@ export function parseDuration(text: string): number {
   return total;
 }
 
+/**
+ * The key of the namespace a command names. A reserved top-level word (`groups`, `api`...) is
+ * refused: no namespace has that name, so a state there would close nothing an operator meant
+ * while looking as if it did (`enable groups` for `enable groups/acme`, a typo). `disable` still
+ * takes one, to remove a state set by other means (redis-cli, code).
+ */
 export function checkedNamespace(namespace: string | undefined, command: string): string {
   if (namespace === undefined)
     throw new UsageError(`${command} needs a namespace (or '*' for the instance)`);
+  let key: string;
   try {
-    return namespaceKey(namespace);
+    key = namespaceKey(namespace);
   } catch {
     throw new UsageError(`invalid namespace name: ${JSON.stringify(namespace)}`);
+  }
+  if (command !== 'disable' && isReservedTopLevel(key)) {
+    // `groups/acme` is how GitLab addresses the group acme: say which name to use instead.
+    const group = key === 'groups' ? groupOf(namespace.slice(key.length + 1)) : null;
+    const hint = group === null ? '' : `; for the group at /groups/${group}, name ${group}`;
+    throw new UsageError(
+      `"${key}" is a reserved top-level word, not a namespace (GitLab allows no namespace by that name)${hint}`,
+    );
+  }
+  return key;
+}
+
+/** The root namespace of `path` when it names one (`acme/team` -> `acme`), else `null`. */
+function groupOf(path: string): string | null {
+  try {
+    return path === '' ? null : namespaceKey(path);
+  } catch {
+    return null;
   }
 }
 
@@ -211,17 +312,37 @@ export function enableEnd(values: Values, now: number): { ttl?: number; until?: 
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
 
+/** Where the CLI connects: the URL without its database, and the database to SELECT. */
+export interface RedisTarget {
+  /** What ioredis is given: the URL as typed but for its database path, or a socket path. */
+  readonly url: string;
+  /** The database index; 0 when the URL names none. */
+  readonly db: number;
+}
+
 /**
- * The Redis URL to use: `--redis`, else `$REDIS_URL` when set and not empty, else the local
- * default. Checked before connecting: a URL that is not `redis://` or `rediss://` (or a socket
- * path), or names a database that is not a number, is bad input (exit 2), not an unreachable
- * server.
+ * The Redis URL to use: `--redis`, else `$REDIS_URL`, else the local default. Checked before
+ * connecting: a URL that is not `redis://` or `rediss://` (or a socket path), names a database
+ * that is not a whole number, or an empty `$REDIS_URL` (most often a variable that a deployment
+ * forgot to fill in, which must not quietly mean the local Redis) is bad input (exit 2), not an
+ * unreachable server. Whether the server has that database is only known once connected.
  */
 export function redisUrl(flag: string | undefined, env: string | undefined): string {
-  const url = flag ?? (env === undefined || env === '' ? DEFAULT_URL : env);
-  if (url.startsWith('/')) return url; // a Unix socket path, which ioredis takes as it is
-  const where =
-    flag !== undefined ? '--redis' : env !== undefined && env !== '' ? 'REDIS_URL' : null;
+  return redisTarget(flag, env).display;
+}
+
+export function redisTarget(
+  flag: string | undefined,
+  env: string | undefined,
+): RedisTarget & { readonly display: string } {
+  if (flag === undefined && env === '') {
+    throw new UsageError(
+      'REDIS_URL is set but empty: set it to a redis:// URL, unset it for redis://127.0.0.1:6379, or use --redis',
+    );
+  }
+  const url = flag ?? env ?? DEFAULT_URL;
+  if (url.startsWith('/')) return { url, db: 0, display: url }; // a Unix socket path, as ioredis takes it
+  const where = flag !== undefined ? '--redis' : env !== undefined ? 'REDIS_URL' : 'Redis URL';
   let parsed: URL | null = null;
   try {
     parsed = new URL(url);
@@ -230,14 +351,19 @@ export function redisUrl(flag: string | undefined, env: string | undefined): str
   }
   if (parsed === null || (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:')) {
     throw new UsageError(
-      `bad ${where ?? 'Redis URL'} ${JSON.stringify(redactUrl(url))} (use redis://host:port or rediss://…)`,
+      `bad ${where} ${JSON.stringify(redactUrl(url))} (use redis://host:port or rediss://…)`,
     );
   }
   const db = parsed.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d{1,5}$/.test(db)) {
-    throw new UsageError(`bad database "${db}" in ${where ?? 'the Redis URL'} (a number, e.g. /0)`);
+  if (db !== '' && !/^(?:0|[1-9]\d{0,4})$/.test(db)) {
+    throw new UsageError(
+      `bad database "${db}" in ${where === 'Redis URL' ? 'the Redis URL' : where} (a whole number, e.g. /0)`,
+    );
   }
-  return url;
+  // ioredis takes the database from the URL before any option, and a SELECT that fails while
+  // it connects only emits an error and goes on in database 0: the CLI selects it itself.
+  parsed.pathname = '';
+  return { url: parsed.href, db: db === '' ? 0 : Number(db), display: url };
 }
 
 /** A URL with its credentials hidden, for messages. */

@@ -1,16 +1,29 @@
 import type { Redis as RedisClient } from 'ioredis';
-import { FenceTimeoutError, RedisUnreachableError, UsageError } from '../errors.js';
+import {
+  FenceTimeoutError,
+  NotInMaintenanceError,
+  RedisUnreachableError,
+  StoreTimeoutError,
+  UsageError,
+} from '../errors.js';
 import { DEFAULT_PREFIX } from '../stores/redis/keys.js';
 import { RedisStateStore } from '../stores/redis/store.js';
-import { EXIT, parse, redactUrl, redisUrl, USAGE } from './args.js';
+import {
+  EXIT,
+  packageVersion,
+  parse,
+  type RedisTarget,
+  redactUrl,
+  redisTarget,
+  USAGE,
+} from './args.js';
 import { bypassToken, plan } from './commands.js';
 import { errorLine } from './output.js';
 
 /**
  * The operator's CLI: `namespace-read-only` (alias `nsro`). Validates everything before it
- * connects (and `token` never connects), so a typo writes nothing; one line per error, non-zero
- * exit codes (2 for bad input, 1 when Redis cannot be reached or refuses, 3 when a wait times
- * out).
+ * connects (and `token` never connects), so a typo writes nothing; one line per error, and one
+ * exit code per outcome (`EXIT`, listed in the usage).
  */
 
 export { parseDuration } from './args.js';
@@ -24,6 +37,11 @@ export async function main(argv: string[], out = console.log): Promise<number> {
   try {
     const parsed = parse(argv);
     const { command, values } = parsed;
+    if (values.version === true) {
+      const version = packageVersion();
+      out(values.json === true ? JSON.stringify({ version }) : version);
+      return EXIT.ok;
+    }
     if (values.help === true || command === '' || command === 'help') {
       out(USAGE);
       return command === '' && values.help !== true ? EXIT.usage : EXIT.ok;
@@ -35,8 +53,7 @@ export async function main(argv: string[], out = console.log): Promise<number> {
     }
     // Everything is validated before connecting: bad input writes nothing.
     const run = plan(parsed, Date.now());
-    const url = redisUrl(values.redis, process.env.REDIS_URL);
-    redis = await connect(url);
+    redis = await connect(redisTarget(values.redis, process.env.REDIS_URL));
     const store = new RedisStateStore({
       redis,
       prefix: values.prefix ?? DEFAULT_PREFIX,
@@ -51,16 +68,34 @@ export async function main(argv: string[], out = console.log): Promise<number> {
     await store.close();
     return EXIT.ok;
   } catch (error) {
-    const usage = error instanceof UsageError;
-    process.stderr.write(errorLine(error, usage));
-    if (error instanceof FenceTimeoutError) return EXIT.waitTimedOut;
-    return usage ? EXIT.usage : EXIT.unreachable;
+    process.stderr.write(
+      error instanceof NotInMaintenanceError
+        ? // Said in the operator's terms: the library's message names no next step.
+          `nsro: ${error.namespace} is writable (not in maintenance): no fence to wait for, nothing written; 'nsro enable ${error.namespace} --wait' closes it and waits\n`
+        : errorLine(error, error instanceof UsageError),
+    );
+    return exitCode(error);
   } finally {
     redis?.disconnect();
   }
 }
 
-async function connect(url: string): Promise<RedisClient> {
+function exitCode(error: unknown): number {
+  if (error instanceof UsageError) return EXIT.usage;
+  if (error instanceof FenceTimeoutError) return EXIT.waitTimedOut;
+  if (error instanceof NotInMaintenanceError) return EXIT.notInMaintenance;
+  // A silent server after connecting is as unreachable as one that refused the connection.
+  if (error instanceof RedisUnreachableError || error instanceof StoreTimeoutError) {
+    return EXIT.unreachable;
+  }
+  return EXIT.failed;
+}
+
+async function connect({
+  url,
+  db,
+  display,
+}: RedisTarget & { readonly display: string }): Promise<RedisClient> {
   let Redis: typeof import('ioredis').Redis;
   try {
     ({ Redis } = await import('ioredis'));
@@ -87,7 +122,35 @@ async function connect(url: string): Promise<RedisClient> {
   } catch (error) {
     redis.disconnect();
     const reason = (cause ?? (error as Error)).message;
-    throw new RedisUnreachableError(`cannot reach Redis at ${redactUrl(url)}: ${reason}`);
+    throw new RedisUnreachableError(`cannot reach Redis at ${redactUrl(display)}: ${reason}`);
   }
+  if (db !== 0) await select(redis, db, display);
   return redis;
+}
+
+/**
+ * SELECTs `db` before anything else is sent. The server alone knows how many databases it has
+ * (its `databases` setting, 16 by default): one it refuses is bad input, and nothing was written.
+ */
+async function select(redis: RedisClient, db: number, display: string): Promise<void> {
+  try {
+    await redis.select(db);
+  } catch (error) {
+    const message = (error as Error).message;
+    if (!/DB index is out of range|invalid DB index/i.test(message)) {
+      redis.disconnect();
+      throw error;
+    }
+    // How many there are, for the message; CONFIG may be renamed or refused, and is not needed.
+    const count = await redis
+      .config('GET', 'databases')
+      // An array in RESP2, a map (an object to ioredis) in RESP3.
+      .then((reply: unknown) =>
+        Number(Array.isArray(reply) ? reply[1] : (reply as Record<string, unknown>).databases),
+      )
+      .catch(() => Number.NaN);
+    redis.disconnect();
+    const range = Number.isInteger(count) ? ` (it has ${count}: 0 to ${count - 1})` : '';
+    throw new UsageError(`Redis at ${redactUrl(display)} has no database ${db}${range}`);
+  }
 }

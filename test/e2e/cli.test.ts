@@ -1,10 +1,18 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { bypassKeys, verifyBypassToken } from '../../src/bypass/token.js';
-import { redisUrl } from '../../src/cli/args.js';
+import { EXIT, redisUrl, USAGE } from '../../src/cli/args.js';
 import { describeState, main, parseDuration } from '../../src/cli/main.js';
 import { psTable } from '../../src/cli/output.js';
 import type { NamespaceState } from '../../src/state/values.js';
@@ -108,6 +116,65 @@ function nsroKeys(): Promise<string[]> {
 }
 
 const ONE_LINE = /^nsro: [^\n]+\n$/;
+
+/**
+ * Commands that change no data: our own checks send them, and so may a CLI that connects to be
+ * told that it asked for a database the server does not have.
+ */
+const READ_ONLY_COMMANDS = new Set([
+  'info',
+  'keys',
+  'get',
+  'mget',
+  'pttl',
+  'ping',
+  'hello',
+  'client|setinfo',
+  'client|setname',
+  'select',
+  'config|get',
+  'command',
+  'command|docs',
+  'dbsize',
+]);
+
+interface WriteCounters {
+  /** Redis's own count of changes to the data (`rdb_changes_since_last_save`), server-wide. */
+  readonly dirty: number;
+  /** `INFO commandstats`: calls per command. */
+  readonly calls: ReadonlyMap<string, number>;
+}
+
+async function writeCounters(): Promise<WriteCounters> {
+  const persistence = await redis.cli('INFO', 'persistence');
+  const dirty = Number(/rdb_changes_since_last_save:(\d+)/.exec(persistence)?.[1]);
+  if (!Number.isInteger(dirty)) throw new Error(`no rdb_changes_since_last_save:\n${persistence}`);
+  const calls = new Map<string, number>();
+  for (const m of (await redis.cli('INFO', 'commandstats')).matchAll(
+    /^cmdstat_([^:]+):calls=(\d+)/gm,
+  )) {
+    calls.set(m[1] as string, Number(m[2]));
+  }
+  return { dirty, calls };
+}
+
+/** What Redis saw since `before`: changes to its data, and every command that is not a read. */
+async function writesSince(
+  before: WriteCounters,
+): Promise<{ changes: number; commands: string[] }> {
+  const after = await writeCounters();
+  const commands = [...after.calls]
+    .filter(([name, n]) => n > (before.calls.get(name) ?? 0) && !READ_ONLY_COMMANDS.has(name))
+    .map(([name]) => name)
+    .sort();
+  return { changes: after.dirty - before.dirty, commands };
+}
+
+const NO_WRITE = { changes: 0, commands: [] };
+
+/** node's parseArgs wording, which must never reach the operator. */
+const RAW_PARSER_TEXT =
+  /Unknown option|To specify|Did you forget|argument missing|argument is ambiguous/;
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -659,6 +726,61 @@ describe('the operator view: `status` and `ps` against two application processes
   }, 60_000);
 });
 
+/** Keys meant to persist: the states, the index of namespaces with a state, the audit trail. */
+const PERSISTENT_KEY = /^nsro:(state:.*|index|audit)$/;
+
+/** Every key but those meant to persist, with its PTTL (-1: none, -2: gone meanwhile). */
+async function bookkeepingTtls(): Promise<Record<string, number>> {
+  const keys = (await redis.cli('KEYS', '*')).split('\n').filter((k) => k !== '');
+  const ttls: Record<string, number> = {};
+  for (const key of keys.filter((k) => !PERSISTENT_KEY.test(k)).sort()) {
+    ttls[key] = Number(await redis.cli('PTTL', key));
+  }
+  return ttls;
+}
+
+describe('fence bookkeeping expires: after a wait, every key but states, index and audit has a TTL', () => {
+  const apps: AppProcess[] = [];
+  afterEach(async () => {
+    await Promise.all(apps.splice(0).map((app) => app.stop()));
+  });
+
+  it('`enable --wait` and `wait` with no guard in the fence: the fence hash expires', async () => {
+    expect((await nsro(['enable', 'acme', '--wait'])).code).toBe(0);
+    expect((await nsro(['wait', 'acme'])).code).toBe(0);
+    const ttls = await bookkeepingTtls();
+    expect(Object.keys(ttls)).toEqual(['nsro:fence:acme']);
+    expect(ttls['nsro:fence:acme']).toBeGreaterThan(0);
+  });
+
+  it('a wait acknowledged by a guard with fence: true leaves nothing without a TTL', async () => {
+    const app = await startApp({ FENCE: '1' });
+    apps.push(app);
+    await waitFor(async () => Number(await redis.cli('ZCARD', 'nsro:procs')) === 1, {
+      what: 'the app registered in the fence',
+    });
+    const r = await nsro(['enable', 'acme', '--wait', '--timeout', '20s', '--json']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const { fence } = JSON.parse(r.stdout) as { fence: { processes: { pid: number }[] } };
+    expect(fence.processes.map((p) => p.pid)).toEqual([app.pid]);
+    const wait = await nsro(['wait', 'acme', '--timeout', '20s']);
+    expect(wait.stdout).toMatch(/^acme: fenced: 1 live process\(es\) acknowledged/);
+
+    const ttls = await bookkeepingTtls();
+    // The acknowledgement is in the hash, and the hash is among what is checked.
+    expect(await redis.cli('HGET', 'nsro:fence:acme', 'epoch')).toBe('2');
+    expect(Object.keys(ttls)).toContain('nsro:fence:acme');
+    for (const [key, ttl] of Object.entries(ttls)) {
+      expect({ key, expires: ttl > 0 }).toEqual({ key, expires: true });
+    }
+    // And once the process has gone, still nothing that stays for ever.
+    await app.stop();
+    for (const [key, ttl] of Object.entries(await bookkeepingTtls())) {
+      expect({ key, expires: ttl > 0 }).toEqual({ key, expires: true });
+    }
+  }, 60_000);
+});
+
 describe('--json: one JSON document on stdout, for every command', () => {
   it('enable, status <ns>, list, log, disable, wait, token', async () => {
     const parse = async (args: string[], options?: Parameters<typeof nsro>[1]) => {
@@ -720,7 +842,7 @@ describe('--json: one JSON document on stdout, for every command', () => {
     expect(usage.stderr).toContain('ps takes no namespace');
     const port = await freePort();
     const down = await nsro(['status', '--json'], { redis: `redis://127.0.0.1:${port}` });
-    expect(down).toMatchObject({ code: 1, stdout: '' });
+    expect(down).toMatchObject({ code: 4, stdout: '' });
     expect(down.stderr).toMatch(ONE_LINE);
   });
 });
@@ -842,7 +964,11 @@ describe('bad input: one line on stderr, exit 2, nothing written, Redis never co
       /bad duration "0m" \(must be more than zero\)/,
     ],
     ['duration --for=-5m', ['enable', 'acme', '--for=-5m'], /bad duration "-5m"/],
-    ['duration --for -5m', ['enable', 'acme', '--for', '-5m'], /--for/],
+    [
+      'duration --for -5m (a value that looks like an option)',
+      ['enable', 'acme', '--for', '-5m'],
+      /^nsro: --for needs a value \(one starting with '-' goes as --for=<value>\)/,
+    ],
     ['duration abc', ['enable', 'acme', '--for', 'abc'], /bad duration "abc"/],
     ['a duration past any date', ['enable', 'acme', '--for', '999999999d'], /too long/],
     [
@@ -857,9 +983,32 @@ describe('bad input: one line on stderr, exit 2, nothing written, Redis never co
     ],
     ['--until not a date', ['enable', 'acme', '--until', 'tomorrow'], /bad --until "tomorrow"/],
     ['--until not ISO', ['enable', 'acme', '--until', 'Dec 1 2099'], /bad --until/],
-    ['--until without a value', ['enable', 'acme', '--until'], /--until/],
+    // `--redis <url>` follows, so the parser sees `--until --redis`.
+    ['--until without a value', ['enable', 'acme', '--until'], /^nsro: --until needs a value/],
     ['an unknown command', ['frob', 'acme'], /unknown command "frob"/],
-    ['an unknown option', ['enable', 'acme', '--force'], /Unknown option '--force'/],
+    ['an unknown option', ['enable', 'acme', '--force'], /^nsro: unknown option --force \(see/],
+    ['an unknown option with a value', ['status', '--forse=1'], /^nsro: unknown option --forse \(/],
+    ['an unknown short option', ['enable', 'acme', '-f'], /^nsro: unknown option -f \(see/],
+    [
+      'a value for a flag that takes none',
+      ['status', '--json=yes'],
+      /^nsro: --json takes no value/,
+    ],
+    [
+      'a reserved word as a namespace',
+      ['enable', 'groups'],
+      /^nsro: "groups" is a reserved top-level word, not a namespace \(GitLab allows no namespace by that name\) \(see/,
+    ],
+    ['a reserved word in another case', ['enable', 'API'], /"api" is a reserved top-level word/],
+    [
+      'groups/<name>, with the name to use',
+      ['enable', 'Groups/Acme'],
+      /"groups" is a reserved .*; for the group at \/groups\/acme, name acme \(see/,
+    ],
+    ['wait on a reserved word', ['wait', 'admin'], /"admin" is a reserved top-level word/],
+    ['status of a reserved word', ['status', 'help'], /"help" is a reserved top-level word/],
+    ['log of a reserved word', ['log', 'users'], /"users" is a reserved top-level word/],
+    ['a token for a reserved word', ['token', 'explore'], /"explore" is a reserved top-level word/],
     ['an extra argument', ['enable', 'acme', 'extra'], /unexpected argument: extra/],
     [
       'disable with --message',
@@ -889,6 +1038,7 @@ describe('bad input: one line on stderr, exit 2, nothing written, Redis never co
     await redis.cli('SET', 'nsro:state:acme', 'active');
     await redis.cli('SET', 'nsro:state:seed', 'maintenance', 'EX', '600');
     const keys = await snapshot();
+    const writes = await writeCounters();
     const before = await connections();
 
     const r = await nsro(args);
@@ -897,10 +1047,30 @@ describe('bad input: one line on stderr, exit 2, nothing written, Redis never co
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(ONE_LINE);
     expect(r.stderr).toMatch(message);
+    expect(r.stderr).not.toMatch(RAW_PARSER_TEXT);
     expect(r.stderr).toContain("(see 'nsro --help')");
     // Validation happens before connecting: the CLI never opened a connection.
     expect((await connections()) - before).toBe(connectionStep);
+    expect(await writesSince(writes)).toEqual(NO_WRITE);
     expect(await snapshot()).toEqual(keys);
+  });
+
+  it('the no-write check sees a write: a valid `enable` changes data with a script', async () => {
+    const writes = await writeCounters();
+    expect((await nsro(['enable', 'acme'])).code).toBe(0);
+    const seen = await writesSince(writes);
+    expect(seen.changes).toBeGreaterThan(0);
+    expect(seen.commands.some((c) => c === 'eval' || c === 'evalsha')).toBe(true);
+  });
+
+  it("`disable` takes a reserved word, to remove a state set by other means; '*' stays valid", async () => {
+    await redis.cli('SET', 'nsro:state:groups', 'maintenance');
+    await redis.cli('SADD', 'nsro:index', 'groups');
+    expect(await nsro(['disable', 'groups'])).toMatchObject({ code: 0, stderr: '' });
+    expect(await redis.cli('EXISTS', 'nsro:state:groups')).toBe('0');
+    expect((await nsro(['enable', '*'])).code).toBe(0);
+    expect((await nsro(['wait', '*'])).code).toBe(0);
+    expect((await nsro(['status', '*'])).stdout).toBe('*: maintenance\n');
   });
 });
 
@@ -915,26 +1085,74 @@ describe('a bad Redis URL is bad input (exit 2), not an unreachable server', () 
       /bad --redis "http:\/\/\*\*\*@/,
     ],
     ['REDIS_URL', { redis: null, env: { REDIS_URL: 'http://127.0.0.1:1' } }, /bad REDIS_URL/],
+    ['an empty --redis', { redis: '' }, /bad --redis ""/],
+    [
+      'a database with a leading zero',
+      { redis: 'redis://127.0.0.1:1/07' },
+      /bad database "07" in --redis \(a whole number, e\.g\. \/0\)/,
+    ],
+    ['a negative database', { redis: 'redis://127.0.0.1:1/-1' }, /bad database "-1" in --redis/],
+    [
+      'an empty REDIS_URL: a variable left unfilled must not mean the local Redis',
+      { redis: null, env: { REDIS_URL: '' } },
+      /^nsro: REDIS_URL is set but empty: set it to a redis:\/\/ URL, unset it for redis:\/\/127\.0\.0\.1:6379, or use --redis \(see/,
+    ],
   ] as const)('%s', async (_name, options, message) => {
-    const r = await nsro(['status', 'acme'], options);
+    const writes = await writeCounters();
+    const r = await nsro(['enable', 'acme'], options);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(ONE_LINE);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toContain('s3cret');
+    expect(r.stderr).not.toContain('cannot reach');
+    expect(await writesSince(writes)).toEqual(NO_WRITE);
   });
 
-  it('an empty REDIS_URL counts as unset, and --redis wins over it', () => {
-    expect(redisUrl(undefined, '')).toBe('redis://127.0.0.1:6379');
+  it('a database the server does not have (it has 16) is bad input, refused before any write', async () => {
+    const keys = await snapshot();
+    const writes = await writeCounters();
+    const r = await nsro(['enable', 'acme', '--for', '5m'], { redis: `${redis.url}/16` });
+    expect(r).toMatchObject({ code: 2, stdout: '' });
+    expect(r.stderr).toMatch(ONE_LINE);
+    expect(r.stderr).toBe(
+      `nsro: Redis at ${redis.url}/16 has no database 16 (it has 16: 0 to 15) (see 'nsro --help')\n`,
+    );
+    expect(await writesSince(writes)).toEqual(NO_WRITE);
+    expect(await snapshot()).toEqual(keys);
+    // Nothing in any database (ioredis once went on in database 0 after a failed SELECT).
+    expect(await redis.cli('INFO', 'keyspace')).not.toMatch(/^db\d+:/m);
+  });
+
+  it('a database the server has is used, for every command', async () => {
+    const db15 = `${redis.url}/15`;
+    expect(await nsro(['enable', 'acme'], { redis: db15 })).toMatchObject({ code: 0, stderr: '' });
+    expect(await redis.cli('-n', '15', 'GET', 'nsro:state:acme')).toBe('maintenance');
+    expect(await redis.cli('EXISTS', 'nsro:state:acme')).toBe('0');
+    expect((await nsro(['status', 'acme'], { redis: db15 })).stdout).toBe('acme: maintenance\n');
+    expect((await nsro(['status', 'acme'])).stdout).toBe('acme: writable\n');
+    expect((await nsro(['list'], { redis: db15 })).stdout).toBe('acme\tmaintenance\n');
+    expect((await nsro(['disable', 'acme'], { redis: db15 })).code).toBe(0);
+    expect(await redis.cli('-n', '15', 'EXISTS', 'nsro:state:acme')).toBe('0');
+  });
+
+  it('--redis wins over an empty REDIS_URL', async () => {
+    const r = await nsro(['enable', 'acme'], { env: { REDIS_URL: '' } });
+    expect(r).toMatchObject({ code: 0, stderr: '', stdout: 'acme: maintenance\n' });
+  });
+
+  it('redisUrl: --redis, else REDIS_URL, else the local default; an empty REDIS_URL is refused', () => {
+    expect(() => redisUrl(undefined, '')).toThrow(/REDIS_URL is set but empty/);
     expect(redisUrl(undefined, undefined)).toBe('redis://127.0.0.1:6379');
     expect(redisUrl('redis://h:1/2', 'redis://other:2')).toBe('redis://h:1/2');
+    expect(redisUrl('redis://h:1/2', '')).toBe('redis://h:1/2');
     expect(redisUrl(undefined, 'rediss://h:1')).toBe('rediss://h:1');
     expect(redisUrl('/run/redis.sock', undefined)).toBe('/run/redis.sock');
   });
 });
 
 describe('Redis unreachable', () => {
-  it('every command exits 1 as soon as it has said so, with one line naming the (redacted) URL', async () => {
+  it('every command exits 4 as soon as it has said so, with one line naming the (redacted) URL', async () => {
     const port = await freePort();
     const url = `redis://operator:s3cret@127.0.0.1:${port}`;
     const runs = await Promise.all(
@@ -943,7 +1161,7 @@ describe('Redis unreachable', () => {
       ),
     );
     for (const r of runs) {
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(4);
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(ONE_LINE);
       expect(r.stderr).toContain(`cannot reach Redis at redis://***@127.0.0.1:${port}`);
@@ -958,12 +1176,12 @@ describe('Redis unreachable', () => {
     }
   });
 
-  it('a server that accepts but never answers ends in exit 1 by itself, not a hang', async () => {
+  it('a server that accepts but never answers ends in exit 4 by itself, not a hang', async () => {
     const proxy = await stallProxy(redis.port);
     try {
       proxy.stall();
       const url = `redis://127.0.0.1:${proxy.port}`;
-      // Exit code 1, not SIGKILLed: it gave up by itself. 40 s is over 10x the CLI's 3 s
+      // Exit code 4, not SIGKILLed: it gave up by itself. 40 s is over 10x the CLI's 3 s
       // command budget, so a loaded machine cannot make a working CLI look hung.
       const runs = await Promise.all(
         [['enable', 'acme'], ['status']].map((args) =>
@@ -971,7 +1189,7 @@ describe('Redis unreachable', () => {
         ),
       );
       for (const r of runs) {
-        expect(r.code).toBe(1);
+        expect(r.code).toBe(4);
         expect(r.stderr).toMatch(ONE_LINE);
         expect(r.stderr).toContain(`cannot reach Redis at ${url}`);
       }
@@ -987,9 +1205,108 @@ describe('Redis unreachable', () => {
       redis: null,
       env: { REDIS_URL: `redis://127.0.0.1:${port}` },
     });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(4);
     expect(r.stderr).toMatch(ONE_LINE);
     expect(r.stderr).toContain(`cannot reach Redis at redis://127.0.0.1:${port}:`);
+  });
+});
+
+describe('exit codes: one per outcome, listed the same in --help and docs/cli.md', () => {
+  it('`wait` on a writable namespace exits 5 (not 4, unreachable), writes nothing, says what to do', async () => {
+    const keys = await snapshot();
+    const writes = await writeCounters();
+    for (const args of [
+      ['wait', 'acme'],
+      ['wait', 'acme', '--json'],
+    ]) {
+      const r = await nsro(args);
+      expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 5, stdout: '' });
+      expect(r.stderr).toBe(
+        "nsro: acme is writable (not in maintenance): no fence to wait for, nothing written; 'nsro enable acme --wait' closes it and waits\n",
+      );
+    }
+    expect(await writesSince(writes)).toEqual(NO_WRITE);
+    expect(await snapshot()).toEqual(keys);
+    // An explicit `active` is writable too.
+    await redis.cli('SET', 'nsro:state:acme', 'active');
+    expect((await nsro(['wait', 'acme'])).code).toBe(5);
+    expect(await redis.cli('EXISTS', 'nsro:fence:acme')).toBe('0');
+  });
+
+  it('an error Redis answers with exits 1, not 4: the server was reached', async () => {
+    await redis.cli('HSET', 'nsro:index', 'not', 'a set'); // the stores keep a set there
+    const r = await nsro(['enable', 'acme']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(ONE_LINE);
+    expect(r.stderr).toContain('WRONGTYPE');
+    expect(r.stderr).not.toContain('cannot reach');
+    expect(r.stderr).not.toContain('--help');
+  });
+
+  it('--help and docs/cli.md list every code, with the same meaning', () => {
+    const codes = Object.values(EXIT).sort();
+    expect(codes).toEqual([0, 1, 2, 3, 4, 5]);
+    const help = new Map(
+      [...USAGE.slice(USAGE.indexOf('Exit codes:')).matchAll(/^ {2}(\d) {2}(.+)$/gm)].map((m) => [
+        Number(m[1]),
+        m[2] as string,
+      ]),
+    );
+    expect([...help.keys()]).toEqual(codes);
+    const doc = readFileSync(join(ROOT, 'docs', 'cli.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('## Exit codes'));
+    const rows = new Map(
+      [...section.matchAll(/^\| (\d) +\| (.+?) *\|$/gm)].map((m) => [Number(m[1]), m[2] as string]),
+    );
+    expect([...rows.keys()]).toEqual(codes);
+    // The same outcome under each number: the help's short line opens the doc's row.
+    for (const code of codes) {
+      const short = (help.get(code) ?? '').replace(/ \(.*$/, '');
+      expect({ code, doc: rows.get(code)?.startsWith(short) }).toEqual({ code, doc: true });
+    }
+  });
+});
+
+describe('--version', () => {
+  const version = (
+    JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+  ).version;
+
+  it('`--version` and `-V` print the package version; with --json, { version }', async () => {
+    for (const flag of ['--version', '-V']) {
+      expect(await nsro([flag], { redis: null })).toEqual({
+        code: 0,
+        stdout: `${version}\n`,
+        stderr: '',
+        exitAfterStderrMs: null,
+      });
+    }
+    const json = await nsro(['--version', '--json'], { redis: null });
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({ version });
+  });
+
+  it('reads the package.json of the package it was installed in, from any working directory', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nsro-version-'));
+    try {
+      const pkg = join(dir, 'node_modules', 'namespace-read-only');
+      mkdirSync(join(pkg, 'dist'), { recursive: true });
+      copyFileSync(BIN, join(pkg, 'dist', 'bin.js'));
+      // Another version than the repository's: the one beside the file must be the one read.
+      writeFileSync(
+        join(pkg, 'package.json'),
+        JSON.stringify({ name: 'namespace-read-only', version: '9.8.7-installed', type: 'module' }),
+      );
+      // Its dependencies, where npm would have put them.
+      symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
+      const out = execFileSync(process.execPath, [join(pkg, 'dist', 'bin.js'), '-V'], {
+        cwd: dir,
+        encoding: 'utf8',
+      });
+      expect(out).toBe('9.8.7-installed\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
