@@ -14,7 +14,8 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ['test/**/*.test.ts'],
+    // The examples' own tests run as a user's would, on the package's name (aliased above).
+    include: ['test/**/*.test.ts', 'examples/**/*.test.mjs'],
     globalSetup: ['test/global-setup.ts'],
     environment: 'node',
     testTimeout: 20_000,

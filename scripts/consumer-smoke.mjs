@@ -26,7 +26,16 @@ const EXPORTS = [
   'NamespaceReadOnlyError',
   'createBypassToken',
 ];
-const BUILD_OUTPUTS = ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts'];
+const BUILD_OUTPUTS = [
+  'dist/index.js',
+  'dist/index.cjs',
+  'dist/index.d.ts',
+  'dist/index.d.cts',
+  'dist/testing.js',
+  'dist/testing.cjs',
+  'dist/testing.d.ts',
+  'dist/testing.d.cts',
+];
 
 /** Runs a command without stdin; returns { ok, stdout, out } (out: stdout and stderr together). */
 function run(cmd, args, cwd, timeout = 180_000) {
@@ -44,7 +53,10 @@ function run(cmd, args, cwd, timeout = 180_000) {
   return { ok, stdout, out: ok ? out : `${out}\n(exit code ${r.status})`.trim() };
 }
 
-/** The runtime check, shared by the ESM and the CJS consumer; `lib` and `express` are in scope. */
+/**
+ * The runtime check, shared by the ESM and the CJS consumer; `lib` (the main entry), `testing`
+ * (`namespace-read-only/testing`) and `express` are in scope.
+ */
 const RUNTIME_CHECK = `
 const expected = ${JSON.stringify(EXPORTS)};
 for (const name of expected) {
@@ -54,6 +66,10 @@ for (const name of expected) {
 }
 if (!(lib.NamespaceReadOnlyError.prototype instanceof Error)) {
   throw new Error('NamespaceReadOnlyError does not extend Error');
+}
+// The testing entry imports the main one by name: one copy of each class between them.
+if (testing.MemoryStateStore !== lib.MemoryStateStore) {
+  throw new Error('namespace-read-only/testing has its own MemoryStateStore');
 }
 
 function send(port, method, path) {
@@ -84,6 +100,11 @@ function send(port, method, path) {
 }
 
 async function main() {
+  const testGuard = testing.createTestGuard();
+  await testGuard.enable('acme');
+  if (!(testGuard.store instanceof lib.MemoryStateStore) || !(await testGuard.isReadOnly('acme'))) {
+    throw new Error('createTestGuard: enable did not reach its guard');
+  }
   const store = new lib.MemoryStateStore();
   await store.set('acme', 'maintenance');
   let handlerRan = 0;
@@ -107,6 +128,9 @@ async function main() {
     if (header !== 'acme') throw new Error(\`X-Namespace-Read-Only: expected acme, got \${header}\`);
     const get = await send(port, 'GET', '/acme/proj/-/issues');
     if (get.status !== 200) throw new Error(\`GET in maintenance: expected 200, got \${get.status}\`);
+    // The testing entry's helpers read a response as plain { status, headers }.
+    testing.expectRefusedByGuard({ status: post.status, headers: post.headers }, { namespace: 'acme' });
+    testing.expectNotRefusedByGuard({ status: get.status, headers: get.headers });
   } finally {
     server.closeAllConnections();
     server.close();
@@ -127,6 +151,7 @@ import express from 'express';
 import {
   ${EXPORTS.join(',\n  ')},
 } from 'namespace-read-only';
+import * as testing from 'namespace-read-only/testing';
 const FLAVOUR = 'esm';
 const lib = { ${EXPORTS.join(', ')} };
 ${RUNTIME_CHECK}`;
@@ -136,6 +161,7 @@ const FLAVOUR = 'cjs';
 const http = require('node:http');
 const express = require('express');
 const lib = require('namespace-read-only');
+const testing = require('namespace-read-only/testing');
 ${RUNTIME_CHECK}`;
 
 // Type-level use of the public contract (see shared/reference/contract.md), as an ESM consumer.
@@ -150,6 +176,13 @@ import {
   gitlabRoutes,
   namespaceReadOnly,
 } from 'namespace-read-only';
+import {
+  createTestGuard,
+  expectRefusedByGuard,
+  type GuardRefusal,
+  guardRefusal,
+  type TestGuard,
+} from 'namespace-read-only/testing';
 
 const store = new MemoryStateStore();
 const app = express();
@@ -202,6 +235,21 @@ app.use(
     },
   }),
 );
+// The testing entry: a guard the app mounts, and the helpers on a plain response.
+export const testGuard: TestGuard = createTestGuard({
+  skip: (req: Request) => req.path === '/health',
+  statusFor: { archived: 403 },
+});
+app.use(testGuard);
+export async function exerciseTesting(): Promise<GuardRefusal | null> {
+  await testGuard.enable('acme', { state: 'maintenance', reason: 'archived' });
+  const fromTestGuard: MemoryStateStore = testGuard.store;
+  void fromTestGuard;
+  const res = { status: 503, headers: { 'x-namespace-read-only': 'acme' } };
+  expectRefusedByGuard(res, { namespace: 'acme', code: 'ERR_NSRO_MAINTENANCE', status: 503 });
+  return guardRefusal(res);
+}
+
 export const express4Guard = namespaceReadOnly({
   skip: (req: Request4) => req.path === '/health',
   handler: (_req: Request4, res: Response4) => {
@@ -219,6 +267,12 @@ const app = express();
 app.use(nsro.namespaceReadOnly({ store, routes: nsro.gitlabRoutes() }));
 app.use(nsro.namespaceReadOnly({ skip: (req: express.Request) => req.path === '/health' }));
 export const classes = [nsro.RedisStateStore, nsro.NamespaceReadOnlyError];
+
+import testing = require('namespace-read-only/testing');
+const testGuard = testing.createTestGuard();
+app.use(testGuard);
+export const refused: boolean = testing.isRefusedByGuard({ statusCode: 201, headers: {} });
+export const sameStore: boolean = testGuard.store instanceof nsro.MemoryStateStore;
 `;
 
 /**

@@ -51,6 +51,7 @@ export type {
   StateChange,
   StateChangeListener,
   StateChangeVia,
+  StateEntry,
   StateStore,
   StoreObservation,
   WriterRegistration,

@@ -12,6 +12,7 @@ import type {
   DeleteOptions,
   SetOptions,
   StateChangeListener,
+  StateEntry,
   StateStore,
   StoreObservation,
 } from './store.js';
@@ -96,7 +97,35 @@ export class MemoryStateStore implements StateStore {
   }
 
   /**
-   * Calls `listener` after each change: `set` and `delete` (`via: 'local'`), and a state whose
+   * Every namespace with a state (`active` included), sorted, as `RedisStateStore.list()` gives
+   * them. A state whose `ttl` ran out is left out (and reported gone, as any read does).
+   */
+  async list(): Promise<StateEntry[]> {
+    const entries: StateEntry[] = [];
+    for (const namespace of [...this.#states.keys()].sort()) {
+      const state = this.peek(namespace);
+      if (state !== null) entries.push({ namespace, state });
+    }
+    return entries;
+  }
+
+  /**
+   * Removes every state, one `delete` at a time (a listener hears of each), so that a test can
+   * start again from nothing with the same store and the guard that reads it.
+   */
+  async clear(options: DeleteOptions = {}): Promise<void> {
+    checkChangeOptions(options);
+    // The keys as they were when it began: a listener that sets a state from its call cannot
+    // keep the loop going, and a key it adds to the store is left alone.
+    for (const key of [...this.#states.keys()].sort()) {
+      const before = this.peek(key);
+      this.#forget(key);
+      this.#listeners.emit(key, before, null, 'local');
+    }
+  }
+
+  /**
+   * Calls `listener` after each change: `set`, `delete` and `clear` (`via: 'local'`), and a state whose
    * `ttl` ran out, when a read finds it gone (`via: 'ttl'`). Setting the same state again is no
    * change. Returns a function that stops the calls.
    */

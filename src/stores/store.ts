@@ -56,6 +56,13 @@ export interface StateStore {
   observe?(): StoreObservation;
 }
 
+/** One namespace with a state, as both stores' `list()` return it. */
+export interface StateEntry {
+  /** The normalised key: a lower-cased root namespace, or `*` for the instance. */
+  readonly namespace: string;
+  readonly state: NamespaceState;
+}
+
 /** A store's account of its own knowledge, for the `metrics` gauges. */
 export interface StoreObservation {
   /**

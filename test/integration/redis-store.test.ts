@@ -2,7 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { namespaceReadOnly, RedisStateStore } from '../../src/index.js';
+import { MemoryStateStore, namespaceReadOnly, RedisStateStore } from '../../src/index.js';
 import { expressVersions, guardedApp } from '../helpers/apps.js';
 import { recordingLogger } from '../helpers/logger.js';
 import {
@@ -240,6 +240,21 @@ describe('store API on Redis', () => {
     expect((await store.list()).map((e) => e.namespace)).toEqual(['other']);
 
     await expect(store.set('acme', 'maintenance', { ttl: 0 })).rejects.toThrow(TypeError);
+  });
+
+  it('list() gives what MemoryStateStore.list() gives for the same states', async () => {
+    await clearStates(keyspace);
+    const memory = new MemoryStateStore({ logger: false });
+    const until = new Date('2030-01-01T00:00:00Z');
+    for (const s of [memory, store]) {
+      await s.set('zeta', 'active');
+      await s.set('Acme/Team', { state: 'maintenance', message: 'Moving', until, reason: 'move' });
+      await s.set('*', 'frozen');
+    }
+    const listed = await store.list();
+    expect(listed.map((e) => e.namespace)).toEqual(['*', 'acme', 'zeta']);
+    expect(listed).toEqual(await memory.list());
+    await clearStates(keyspace);
   });
 });
 

@@ -268,6 +268,113 @@ describe('MemoryStateStore', () => {
     });
   });
 
+  describe('list() and clear()', () => {
+    it('list() gives every namespace with a state, active included, sorted, keys normalised', async () => {
+      expect(await store.list()).toEqual([]);
+      const until = new Date('2030-01-01T00:00:00Z');
+      await store.set('zeta', 'active');
+      await store.set('Acme/Team', { state: 'maintenance', message: 'Moving', until });
+      await store.set('*', 'frozen');
+      await store.set('beta', 'maintenence');
+      expect(await store.list()).toEqual([
+        { namespace: '*', state: { state: 'frozen' } },
+        { namespace: 'acme', state: { state: 'maintenance', message: 'Moving', until } },
+        { namespace: 'beta', state: { state: 'maintenance', unrecognized: 'maintenence' } },
+        { namespace: 'zeta', state: { state: 'active' } },
+      ]);
+      await store.delete('acme');
+      expect((await store.list()).map((e) => e.namespace)).toEqual(['*', 'beta', 'zeta']);
+    });
+
+    it('list() leaves out a state whose ttl ran out, and reports it gone (via ttl)', async () => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        await store.set('acme', 'maintenance', { ttl: 1000 });
+        await store.set('beta', 'maintenance');
+        const changes: StateChange[] = [];
+        store.onStateChange((change) => changes.push(change));
+        vi.advanceTimersByTime(1000);
+        expect(await store.list()).toEqual([
+          { namespace: 'beta', state: { state: 'maintenance' } },
+        ]);
+        expect(changes).toMatchObject([{ namespace: 'acme', to: null, via: 'ttl' }]);
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it('clear() removes every state and tells a listener of each, as delete does', async () => {
+      await store.set('acme', 'maintenance');
+      await store.set('*', { state: 'frozen', reason: 'backup' });
+      await store.set('beta', 'active');
+      const changes: StateChange[] = [];
+      store.onStateChange((change) => changes.push(change));
+      await store.clear({ actor: 'test' });
+      expect(await store.list()).toEqual([]);
+      for (const key of ['acme', '*', 'beta']) expect(await store.get(key)).toBeNull();
+      expect(changes).toEqual([
+        { namespace: '*', from: { state: 'frozen', reason: 'backup' }, to: null, via: 'local' },
+        { namespace: 'acme', from: { state: 'maintenance' }, to: null, via: 'local' },
+        { namespace: 'beta', from: { state: 'active' }, to: null, via: 'local' },
+      ]);
+      // Nothing left to remove: no call.
+      await store.clear();
+      expect(changes).toHaveLength(3);
+    });
+
+    it('clear() resets anyClosed() and anyFrozen(), with and without a ttl, and they follow later sets', async () => {
+      await store.set('acme', 'maintenance');
+      await store.set('beta', 'frozen');
+      await store.set('gamma', 'maintenance', { ttl: 60_000 });
+      await store.set('*', 'frozen', { ttl: 60_000 });
+      expect(store.anyClosed()).toBe(true);
+      expect(store.anyFrozen()).toBe(true);
+      await store.clear();
+      expect(store.anyClosed()).toBe(false);
+      expect(store.anyFrozen()).toBe(false);
+      expect(store.observe().inMaintenance).toBe(0);
+
+      await store.set('acme', 'maintenance');
+      expect(store.anyClosed()).toBe(true);
+      await store.delete('acme');
+      expect(store.anyClosed()).toBe(false);
+    });
+
+    it('clear() opens the guard that reads the store', async () => {
+      const { app } = guardedApp(expressVersions[0].express, { store });
+      await store.set('acme', 'maintenance');
+      await store.set('*', 'maintenance');
+      expect((await request(app).post('/beta/proj/-/issues')).status).toBe(503);
+      await store.clear();
+      expect((await request(app).post('/acme/proj/-/issues')).status).toBe(200);
+    });
+
+    it('clear() keeps the counters right when a listener sets a state during it', async () => {
+      await store.set('acme', 'maintenance');
+      await store.set('beta', 'maintenance');
+      store.onStateChange(({ namespace, to }) => {
+        // Reacting to acme's removal: a new key, and one the loop has still to clear.
+        if (namespace === 'acme' && to === null) {
+          void store.set('zeta', 'frozen');
+          void store.set('beta', { state: 'maintenance', message: 'again' });
+        }
+      });
+      await store.clear();
+      expect(await store.list()).toEqual([{ namespace: 'zeta', state: { state: 'frozen' } }]);
+      expect(store.anyClosed()).toBe(true);
+      expect(store.anyFrozen()).toBe(true);
+      await store.delete('zeta');
+      expect(store.anyClosed()).toBe(false);
+      expect(store.anyFrozen()).toBe(false);
+    });
+
+    it('clear() checks actor and reason as delete does', async () => {
+      await store.set('acme', 'maintenance');
+      await expect(store.clear({ actor: '' })).rejects.toThrow(TypeError);
+      expect(await store.get('acme')).toEqual({ state: 'maintenance' });
+    });
+  });
+
   it('delete of a namespace with no state is a no-op', async () => {
     await expect(store.delete('nobody')).resolves.toBeUndefined();
   });

@@ -17,6 +17,7 @@ import type {
   DeleteOptions,
   SetOptions,
   StateChangeListener,
+  StateEntry,
   StateStore,
   StoreObservation,
   WriterRegistration,
@@ -398,7 +399,7 @@ export class RedisStateStore implements StateStore {
   }
 
   /** Every namespace with a state, read straight from Redis (SCAN, every master of a Cluster). */
-  async list(): Promise<{ namespace: string; state: NamespaceState }[]> {
+  async list(): Promise<StateEntry[]> {
     const keys = await scanAll(this.#redis, this.#keys.statePattern);
     const names = keys.map((k) => this.#keys.namespaceOf(k)).sort();
     const states = await this.#reads.read(names);
