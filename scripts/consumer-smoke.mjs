@@ -275,9 +275,47 @@ export const refused: boolean = testing.isRefusedByGuard({ statusCode: 201, head
 export const sameStore: boolean = testGuard.store instanceof nsro.MemoryStateStore;
 `;
 
+const BULLMQ_CHECK = `
+if (typeof bull.guardedProcessor !== 'function') throw new Error('guardedProcessor: not a function');
+if (bull.NamespaceReadOnlyError !== main.NamespaceReadOnlyError) {
+  throw new Error('the bullmq entry does not share the main entry\\'s classes');
+}
+const processor = bull.guardedProcessor(main.namespaceReadOnly({ logger: false }), {
+  namespaceOf: (job) => job.data.namespace ?? null,
+  processor: async () => 'done',
+});
+if (typeof processor !== 'function') throw new Error('guardedProcessor did not return a processor');
+processor.close();
+console.log(FLAVOUR + ': ok');
+`;
+const BULLMQ_ESM = `import * as main from 'namespace-read-only';
+import * as bull from 'namespace-read-only/bullmq';
+const FLAVOUR = 'bullmq esm';
+${BULLMQ_CHECK}`;
+const BULLMQ_CJS = `'use strict';
+const main = require('namespace-read-only');
+const bull = require('namespace-read-only/bullmq');
+const FLAVOUR = 'bullmq cjs';
+${BULLMQ_CHECK}`;
+const BULLMQ_MTS = `import { type Job, Worker } from 'bullmq';
+import { namespaceReadOnly } from 'namespace-read-only';
+import { guardedProcessor } from 'namespace-read-only/bullmq';
+
+interface IssueJob {
+  namespace: string | null;
+  title: string;
+}
+const processor = guardedProcessor(namespaceReadOnly(), {
+  namespaceOf: (job: Job<IssueJob>) => job.data.namespace,
+  processor: async (job: Job<IssueJob>) => job.data.title.length,
+});
+export const worker = (connection: { host: string; port: number }) =>
+  new Worker('jobs', processor, { connection });
+`;
+
 /**
  * Runs every check. Returns [{ name, ok, detail }] for: pack, publint, attw, esm, cjs, types,
- * types-strict (skipLibCheck off, without ioredis).
+ * types-strict (skipLibCheck off, without ioredis), bullmq (the /bullmq entry, with bullmq).
  * Never throws for a failing check; a failing prerequisite fails the checks that need it.
  */
 export function runConsumerSmoke({ log = console.log } = {}) {
@@ -290,7 +328,7 @@ export function runConsumerSmoke({ log = console.log } = {}) {
     log(indent(why));
     for (const name of names) record(name, false, 'not run: a prerequisite failed (above)');
   };
-  const ALL = ['pack', 'publint', 'attw', 'esm', 'cjs', 'types', 'types-strict'];
+  const ALL = ['pack', 'publint', 'attw', 'esm', 'cjs', 'types', 'types-strict', 'bullmq'];
 
   const missing = BUILD_OUTPUTS.filter((f) => !existsSync(join(root, f)));
   if (missing.length > 0) {
@@ -378,7 +416,7 @@ export function runConsumerSmoke({ log = console.log } = {}) {
     );
     if (!install.ok) {
       failRest(
-        ['esm', 'cjs', 'types', 'types-strict'],
+        ['esm', 'cjs', 'types', 'types-strict', 'bullmq'],
         `npm install in the consumer failed:\n${install.out}`,
       );
       keep = true;
@@ -426,6 +464,35 @@ export function runConsumerSmoke({ log = console.log } = {}) {
       ioredisInstalled
         ? 'ioredis is installed in the consumer: the check means nothing'
         : strict.out,
+    );
+
+    // 6. The BullMQ entry, once its optional peer is installed: it loads from ESM and CommonJS,
+    //    shares the main entry's classes, and its declarations compile (skipLibCheck off).
+    const withBullmq = run(
+      'npm',
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', 'bullmq@5'],
+      app,
+      300_000,
+    );
+    if (!withBullmq.ok) {
+      record('bullmq', false, `npm install bullmq in the consumer failed:\n${withBullmq.out}`);
+      return results;
+    }
+    writeFileSync(join(app, 'bullmq.mjs'), BULLMQ_ESM);
+    writeFileSync(join(app, 'bullmq.cjs'), BULLMQ_CJS);
+    writeFileSync(join(app, 'bullmq-consumer.mts'), BULLMQ_MTS);
+    const checks = [
+      run(process.execPath, ['bullmq.mjs'], app, 60_000),
+      run(process.execPath, ['bullmq.cjs'], app, 60_000),
+      run(process.execPath, [...tscArgs.slice(0, -2), 'bullmq-consumer.mts'], app),
+    ];
+    record(
+      'bullmq',
+      checks.every((c) => c.ok),
+      checks
+        .filter((c) => !c.ok)
+        .map((c) => c.out)
+        .join('\n'),
     );
     return results;
   } finally {
