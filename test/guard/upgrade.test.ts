@@ -6,6 +6,8 @@ import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
+  createBypassToken,
+  type InflightWrites,
   MemoryStateStore,
   type NamespaceReadOnlyMiddleware,
   type NamespaceReadOnlyOptions,
@@ -102,9 +104,13 @@ type Outcome =
     };
 
 /** Opens a WebSocket to `path`: it opens (and gets the server's first message), or is refused. */
-function connect(base: string, path: string): Promise<Outcome> {
+function connect(
+  base: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://${base}${path}`);
+    const ws = new WebSocket(`ws://${base}${path}`, { headers });
     ws.on('message', () => {
       ws.close();
       resolve({ opened: true });
@@ -229,6 +235,38 @@ describe('guard.upgrade (memory store only)', () => {
   it('lets a write upgrade to a numeric id through while nothing is in maintenance', async () => {
     const h = await serve();
     expect(await connect(h.base, '/api/v4/projects/42/terminal')).toEqual({ opened: true });
+  });
+});
+
+describe('guard.upgrade and the operator controls', () => {
+  it('lets a write upgrade through with a bypass token for its namespace, and only then', async () => {
+    const store = new MemoryStateStore();
+    await store.set('acme', 'maintenance');
+    const secret = 'a-secret-of-at-least-32-characters!!';
+    const h = await serve({ store, bypass: { secret } });
+    const token = createBypassToken({ secret, namespace: 'acme', ttl: 60_000 });
+    const header = { 'x-namespace-read-only-bypass': token };
+    expect(await connect(h.base, '/acme/proj/-/terminal', header)).toEqual({ opened: true });
+    expect(refused(await connect(h.base, '/acme/proj/-/terminal')).status).toBe(503);
+  });
+
+  it('does not count an admitted upgrade as a write in flight for the fence', async () => {
+    const inner = new MemoryStateStore();
+    let counted: InflightWrites | undefined;
+    const store: StateStore = {
+      get: (namespace) => inner.get(namespace),
+      set: (namespace: string, state: StateInput) => inner.set(namespace, state),
+      delete: (namespace) => inner.delete(namespace),
+      register(inflight) {
+        counted = inflight;
+        return { holdsLease: () => true, release: async () => {} };
+      },
+    };
+    await store.set('beta', 'maintenance');
+    const h = await serve({ store, fence: true });
+    // The connection stays open: a fence waiting for it would wait as long.
+    expect(await connect(h.base, '/acme/proj/-/terminal')).toEqual({ opened: true });
+    expect(counted?.snapshot()).toEqual({ '*': 0 });
   });
 });
 
