@@ -168,7 +168,7 @@ export class Pipeline {
    * so its caller answers on the socket. Never throws.
    */
   upgrade(req: IncomingMessage, write: boolean, done: (block: Block | null) => void): void {
-    // Only the pipeline's bookkeeping sees it (the memo, `signal`'s headers): nothing is sent.
+    // What the pipeline's types want of a request; only `signal`'s headers land on it, unsent.
     const res = new ServerResponse(req);
     const next = () => done(null);
     try {
