@@ -25,6 +25,7 @@ export {
   type NextFunction,
   namespaceReadOnly,
 } from './guard/middleware.js';
+export type { UpgradeCheck, UpgradeOptions } from './guard/upgrade.js';
 export type { Logger } from './logger.js';
 export type { MetricsOptions, MetricsRegistry } from './observe/metrics.js';
 export type { NamespaceReadOnlyOptions, ResolveId } from './options.js';

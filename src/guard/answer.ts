@@ -117,19 +117,11 @@ export function sendBlocked(
     return;
   }
   const format = responseFormat(req, pathname);
-  const until = block.state?.until;
-  const reason = block.state?.reason;
   let body: string;
   let type: string;
   if (format === 'json') {
     type = 'application/json; charset=utf-8';
-    body = JSON.stringify({
-      message,
-      namespace,
-      code: REFUSAL_CODES[block.reason],
-      ...(reason !== undefined && { reason }),
-      ...(until !== undefined && { until: until.toISOString() }),
-    });
+    body = jsonBody(block, message);
   } else if (format === 'html') {
     type = 'text/html; charset=utf-8';
     body = htmlPage(message, namespace);
@@ -140,6 +132,19 @@ export function sendBlocked(
   res.setHeader('Content-Type', type);
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** The JSON answer's body (an upgrade's refusal, answered on its socket, has the same). */
+export function jsonBody(block: Block, message: string): string {
+  const until = block.state?.until;
+  const reason = block.state?.reason;
+  return JSON.stringify({
+    message,
+    namespace: block.namespace,
+    code: REFUSAL_CODES[block.reason],
+    ...(reason !== undefined && { reason }),
+    ...(until !== undefined && { until: until.toISOString() }),
+  });
 }
 
 type Format = 'json' | 'html' | 'text';

@@ -7,6 +7,7 @@ import type { StateStore } from '../stores/store.js';
 import { type Checks, createChecks } from './checks.js';
 import { type NextFunction, Pipeline } from './pipeline.js';
 import { statusHandler } from './status.js';
+import { type UpgradeCheck, upgradeCheck } from './upgrade.js';
 import { VerdictLog } from './verdict-log.js';
 
 /**
@@ -27,6 +28,13 @@ export interface NamespaceReadOnlyMiddleware extends Checks {
    * state, message, until, startsAt, reason }` for `req.params.namespace` or `?namespace=`.
    */
   readonly statusHandler: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * Decides an HTTP upgrade (a WebSocket handshake), which never reaches Express, in
+   * `server.on('upgrade')`: `{ write: true }` (or a function of the request) judges it as a write
+   * to its path. Resolves `true` when it may go on (`wss.handleUpgrade`); when refused, the
+   * socket already has the blocked answer and is closed, and it resolves `false`. Never rejects.
+   */
+  readonly upgrade: UpgradeCheck;
   /**
    * Stops this guard's part in the migration fence. Closes the store only when the guard
    * created it (the default); a store you passed in is yours to close, as other guards may
@@ -70,6 +78,7 @@ export function namespaceReadOnly<
     runWrite: { value: checks.runWrite },
     status: { value: checks.status },
     statusHandler: { value: statusHandler(checks), enumerable: true },
+    upgrade: { value: upgradeCheck(pipeline, config, log), enumerable: true },
     close: {
       value: async () => {
         observer?.close();

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, ServerResponse } from 'node:http';
 import { bypassTokenOf } from '../bypass/request.js';
 import { type BypassGrant, verifyBypassToken } from '../bypass/token.js';
 import type { InflightWrites } from '../fence/inflight.js';
@@ -60,6 +60,8 @@ class Pending extends Memo implements VerdictInput<Pending> {
   #now = 0;
   /** Itself while its route can be identified; `null` when no allowlist rule may apply. */
   route: Pending | null;
+  /** An upgrade's answer to a refusal; `null` for a request, which is answered on its response. */
+  refuse: ((block: Block) => void) | null = null;
   /** Set by the pipeline when the guard takes bypasses: may this request write to a namespace? */
   bypass: ((namespace: string) => boolean) | null = null;
   /** The decision's time, read once and only when needed (a `startsAt`, a bypass token's expiry). */
@@ -153,31 +155,73 @@ export class Pipeline {
       if (read && (known !== true || (!this.config.signal && this.store.anyFrozen?.() === false))) {
         return next();
       }
-
-      const raw = routerPathname(req);
-      const pathname = this.appPathname(req, raw);
-      const request = this.pending(req, res, next, method, pathname, read);
-      if (raw !== null && hasDotSegment(raw)) {
-        // The router leaves dot segments alone, but a proxy, a framework or a handler joining
-        // paths may resolve them, and then neither the namespace nor the route is the one the
-        // router saw: refused, and not even the allowlist applies.
-        return this.cannotTell(request, DOT_SEGMENT, false);
-      }
-      if (raw === null) return this.cannotTell(request, UNPARSABLE);
-      if (pathname === null) return this.cannotTell(request, UNMOUNTABLE);
-      const target = this.routes.resolve(pathname);
-      switch (target.type) {
-        case 'none':
-          return this.lookUp(request, null);
-        case 'namespace':
-          return this.lookUp(request, target.namespace);
-        case 'invalid':
-          return this.cannotTell(request, { reason: 'invalid-namespace', detail: target.reason });
-        case 'id':
-          return this.resolveNumericId(request, target.kind, target.id);
-      }
+      return this.target(req, res, next, method, read, null);
     } catch (error) {
       this.failed(this.pending(req, res, next, wireMethod(req), null), error);
+    }
+  }
+
+  /**
+   * An upgrade (a WebSocket handshake, say), which never passes through Express: decided as the
+   * HTTP request it is, or as a write whatever its method when `write` says so. `done` gets
+   * `null` when it may go on, the block when it is refused: there is no response to answer on,
+   * so its caller answers on the socket. Never throws.
+   */
+  upgrade(req: IncomingMessage, write: boolean, done: (block: Block | null) => void): void {
+    // What the pipeline's types want of a request; only `signal`'s headers land on it, unsent.
+    const res = new ServerResponse(req);
+    const next = () => done(null);
+    try {
+      if (this.config.skip !== undefined && this.skipped(req)) return next();
+      const method = wireMethod(req);
+      const read = !write && isReadMethod(method) && !this.readStartsWrite(req, method);
+      // `handle`'s shortcuts, less `signal`'s (an upgrade has no response to carry its headers):
+      // each skips only work whose verdict is known to admit.
+      const known = this.anyClosed();
+      if (known === false && (read || this.registration === null)) {
+        if (!read) this.observer?.admitted();
+        return next();
+      }
+      if (read && (known !== true || this.store.anyFrozen?.() === false)) return next();
+      this.target(req, res, next, method, read, done);
+    } catch (error) {
+      const request = this.pending(req, res, next, wireMethod(req), null);
+      request.refuse = done;
+      this.failed(request, error);
+    }
+  }
+
+  /** Steps 2 to 5 for a request that may be refused: resolve its target, then decide. */
+  private target(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next: NextFunction,
+    method: string,
+    read: boolean,
+    refuse: ((block: Block) => void) | null,
+  ): void {
+    const raw = routerPathname(req);
+    const pathname = this.appPathname(req, raw);
+    const request = this.pending(req, res, next, method, pathname, read);
+    if (refuse !== null) request.refuse = refuse;
+    if (raw !== null && hasDotSegment(raw)) {
+      // The router leaves dot segments alone, but a proxy, a framework or a handler joining
+      // paths may resolve them, and then neither the namespace nor the route is the one the
+      // router saw: refused, and not even the allowlist applies.
+      return this.cannotTell(request, DOT_SEGMENT, false);
+    }
+    if (raw === null) return this.cannotTell(request, UNPARSABLE);
+    if (pathname === null) return this.cannotTell(request, UNMOUNTABLE);
+    const target = this.routes.resolve(pathname);
+    switch (target.type) {
+      case 'none':
+        return this.lookUp(request, null);
+      case 'namespace':
+        return this.lookUp(request, target.namespace);
+      case 'invalid':
+        return this.cannotTell(request, { reason: 'invalid-namespace', detail: target.reason });
+      case 'id':
+        return this.resolveNumericId(request, target.kind, target.id);
     }
   }
 
@@ -371,6 +415,7 @@ export class Pipeline {
     this.log.request(v, request);
     this.observer?.decided(v);
     if (!v.admit) {
+      if (request.refuse !== null) return request.refuse(v.block);
       return sendBlocked(
         request.req,
         request.res,
@@ -382,8 +427,14 @@ export class Pipeline {
     }
     if (this.config.signal)
       signalStates(request.res, request.own, request.instance, request.namespace, request.now);
-    // Allowlisted writes are not counted: they write nothing the fence protects.
-    if (this.registration !== null && !request.read && v.via !== 'allowlist') {
+    // Allowlisted writes are not counted: they write nothing the fence protects. Nor is an
+    // upgrade: its connection may stay open for hours, and no fence could wait for it to end.
+    if (
+      this.registration !== null &&
+      !request.read &&
+      v.via !== 'allowlist' &&
+      request.refuse === null
+    ) {
       this.inflight.admit(request.namespace, request.res);
     }
     request.next();
@@ -459,6 +510,7 @@ export class Pipeline {
       this.log.failed(error);
       const block = { reason: 'internal-error', namespace: null } as const;
       this.observer?.failed(block);
+      if (request.refuse !== null) return request.refuse(block);
       sendBlocked(request.req, request.res, request.next, request.pathname, block, this.config);
     } catch {
       request.res.destroy();
