@@ -284,6 +284,7 @@ export class RedisStateStore implements StateStore {
     let after: NamespaceState | null = null;
     if (value === null) this.#replica.delete(name);
     else after = this.#replica.apply(name, value, ttl ?? -1);
+    this.#sync.madeLocally(name);
     this.#cache.invalidate(name);
     this.#known.made(name, before, after);
     if (auditError !== null) throw auditError;

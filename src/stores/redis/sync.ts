@@ -107,6 +107,12 @@ export class Sync {
   /** Names announced while a load was under way: re-read once it has landed. */
   #dirty: Set<string> | null = null;
   #batch: Set<string> | null = null;
+  /** Push reads sent and not yet answered. */
+  #readsOut = 0;
+  /** Counts the changes this process made itself while push reads were out. */
+  #localSeq = 0;
+  /** Each such change's `#localSeq`, by name; emptied whenever no read is out. */
+  readonly #localAt = new Map<string, number>();
   #timer: NodeJS.Timeout | null = null;
   #startTimer: NodeJS.Timeout | null = null;
   #closed = false;
@@ -388,23 +394,45 @@ export class Sync {
     for (const name of names) this.#batch.add(name);
   }
 
+  /**
+   * The store wrote `name` itself and put the result in the replica. A push read sent before
+   * that may answer with the value the change replaced, after the change is in the replica: such
+   * an answer is not applied but read again (see `#flushReads`).
+   */
+  madeLocally(name: string): void {
+    if (this.#readsOut > 0) this.#localAt.set(name, ++this.#localSeq);
+    if (this.#dirty !== null) this.#dirty.add(name);
+  }
+
   #flushReads(): void {
     const batch = this.#batch;
     this.#batch = null;
     if (batch === null || batch.size === 0) return;
     const generation = this.#generation;
-    this.#read([...batch]).then(
-      (entries) => {
-        if (generation !== this.#generation || this.#closed) return;
-        for (const [name, value, pttl] of entries) this.#apply(name, value, pttl, 'push');
-      },
-      (error: unknown) => {
-        this.errors.error('read', { err: error }, 'namespace-read-only: Redis read failed');
-        if (generation === this.#generation && this.#mode === 'complete') {
-          this.#degrade('read-failed');
-        }
-      },
-    );
+    const sentAt = this.#localSeq;
+    this.#readsOut++;
+    this.#read([...batch])
+      .then(
+        (entries) => {
+          if (generation !== this.#generation || this.#closed) return;
+          for (const [name, value, pttl] of entries) {
+            // Older than a change this process made since it was sent, or not: reading again,
+            // after that change, is the answer either way (a third process may have written
+            // between the two, and nothing would announce it again).
+            if ((this.#localAt.get(name) ?? 0) > sentAt) this.#queueRead(name);
+            else this.#apply(name, value, pttl, 'push');
+          }
+        },
+        (error: unknown) => {
+          this.errors.error('read', { err: error }, 'namespace-read-only: Redis read failed');
+          if (generation === this.#generation && this.#mode === 'complete') {
+            this.#degrade('read-failed');
+          }
+        },
+      )
+      .finally(() => {
+        if (--this.#readsOut === 0) this.#localAt.clear();
+      });
   }
 
   async #read(names: readonly string[]): Promise<Entry[]> {
