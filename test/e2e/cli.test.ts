@@ -196,9 +196,10 @@ describe('the built binary', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
       bin: Record<string, string>;
     };
+    // Without `./`: npm 11's publish drops a `./`-prefixed bin from the manifest it sends.
     expect(pkg.bin).toEqual({
-      'namespace-read-only': './dist/bin.js',
-      nsro: './dist/bin.js',
+      'namespace-read-only': 'dist/bin.js',
+      nsro: 'dist/bin.js',
     });
     expect(readFileSync(BIN, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
   });
