@@ -184,19 +184,7 @@ export class Pipeline {
       if (this.config.skip !== undefined && this.skipped(req)) return next();
       const method = wireMethod(req);
       const read = isReadMethod(method) && !this.readStartsWrite(req, method);
-      // Nothing is in maintenance (no state at all but `active`), and no fence needs the write's
-      // namespace for its count: the verdict admits every request then, whatever its target, so
-      // the target is not even parsed.
-      const known = this.anyClosed();
-      if (known === false && (read || this.registration === null)) {
-        if (!read) this.observer?.admitted();
-        return next();
-      }
-      // A read is decided only from what the store can answer at once, so reads never wait; and
-      // only a frozen state refuses one, or `signal` marks it.
-      if (read && (known !== true || (!this.config.signal && this.store.anyFrozen?.() === false))) {
-        return next();
-      }
+      if (this.admitsUnparsed(read, this.config.signal)) return next();
       return this.target(req, res, next, method, read, null);
     } catch (error) {
       this.failed(this.pending(req, res, next, wireMethod(req), null), error);
@@ -217,20 +205,30 @@ export class Pipeline {
       if (this.config.skip !== undefined && this.skipped(req)) return next();
       const method = wireMethod(req);
       const read = !write && isReadMethod(method) && !this.readStartsWrite(req, method);
-      // `handle`'s shortcuts, less `signal`'s (an upgrade has no response to carry its headers):
-      // each skips only work whose verdict is known to admit.
-      const known = this.anyClosed();
-      if (known === false && (read || this.registration === null)) {
-        if (!read) this.observer?.admitted();
-        return next();
-      }
-      if (read && (known !== true || this.store.anyFrozen?.() === false)) return next();
+      // No `signal`: an upgrade has no response to carry its headers.
+      if (this.admitsUnparsed(read, false)) return next();
       this.target(req, res, next, method, read, done);
     } catch (error) {
       const request = this.pending(req, res, next, wireMethod(req), null);
       request.refuse = done;
       this.failed(request, error);
     }
+  }
+
+  /**
+   * Whether the verdict is known to admit the request without its target being parsed. Nothing
+   * is in maintenance (no state at all but `active`) and no fence needs a write's namespace for
+   * its count: every request is admitted, whatever its target. Or a read that nothing can refuse
+   * at once: a read is decided only from what the store answers at once, so it never waits, and
+   * only a frozen state refuses one, or `signal` marks it.
+   */
+  private admitsUnparsed(read: boolean, signal: boolean): boolean {
+    const known = this.anyClosed();
+    if (known === false && (read || this.registration === null)) {
+      if (!read) this.observer?.admitted();
+      return true;
+    }
+    return read && (known !== true || (!signal && this.store.anyFrozen?.() === false));
   }
 
   /** Steps 2 to 5 for a request that may be refused: resolve its target, then decide. */
